@@ -1,0 +1,311 @@
+"""The ``cgcbench`` command line (typer + rich).
+
+``cgcbench run SUITE --models a,b --datasets x,y --seeds 0,1,2`` runs a benchmark matrix;
+``cgcbench list models|suites|datasets`` and ``cgcbench datasets list|fetch|verify`` inspect
+the registries. Bad input prints one line naming the file, field and fix, and exits with 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from benchmarks.errors import CgcbenchError, InputError
+from benchmarks.summary import summarize
+
+def _console(stderr: bool) -> Console:
+    """A rich console; wide enough for result tables when output is not a terminal."""
+    probe = Console(stderr=stderr)
+    return probe if probe.is_terminal else Console(stderr=stderr, width=int(os.environ.get("COLUMNS", 160)))
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
+
+app = typer.Typer(
+    name="cgcbench",
+    help="Train, evaluate and compare single-cell foundation models (CGC and baselines).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+list_app = typer.Typer(help="List registered models, suites or datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(help="Dataset registry: list, fetch and verify cards.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+app.add_typer(datasets_app, name="datasets")
+
+
+def _split_csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _parse_seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in _split_csv(value)]
+    except ValueError as exc:
+        raise InputError(f"--seeds {value!r}: expected comma-separated integers, e.g. 0,1,2") from exc
+    if not seeds:
+        raise InputError("--seeds is empty; pass e.g. --seeds 0,1,2")
+    return seeds
+
+
+def _parse_settings(pairs: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{flag} {pair!r}: expected KEY=VALUE")
+        value: Any = raw
+        for conv in (int, float):
+            try:
+                value = conv(raw)
+                break
+            except ValueError:
+                continue
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        out[key] = value
+    return out
+
+
+@list_app.command("models")
+def list_models() -> None:
+    """List model adapters with their task kinds and variants."""
+    from benchmarks.registry import model_class, model_names
+
+    table = Table(title="models")
+    for col in ("name", "task kinds", "variants", "description"):
+        table.add_column(col)
+    for name in model_names():
+        try:
+            cls = model_class(name)
+        except ImportError as exc:
+            table.add_row(name, f"[red]unavailable: {exc}[/red]", "", "")
+            continue
+        kinds = ", ".join(sorted(k.value for k in cls.capabilities.task_kinds))
+        label = f"{name} [dim](control)[/dim]" if cls.is_control else name
+        table.add_row(label, kinds, ", ".join(cls.variants) or "—", cls.description)
+    console.print(table)
+
+
+@list_app.command("suites")
+def list_suites() -> None:
+    """List benchmark suites with their metrics and default datasets."""
+    from benchmarks.registry import suite_class, suite_names
+
+    table = Table(title="suites")
+    for col in ("name", "needs", "headline metrics", "default datasets"):
+        table.add_column(col)
+    for name in suite_names():
+        cls = suite_class(name)
+        table.add_row(
+            name, ", ".join(sorted(k.value for k in cls.required_kinds)),
+            ", ".join(cls.headline_metrics), ", ".join(cls.default_datasets),
+        )
+    console.print(table)
+
+
+@list_app.command("datasets")
+def list_datasets_cmd() -> None:
+    """List dataset cards (same as ``cgcbench datasets list``)."""
+    datasets_list()
+
+
+@datasets_app.command("list")
+def datasets_list(
+    kind: Annotated[str | None, typer.Option(help="only cards of this kind (scrna, grn, …)")] = None,
+) -> None:
+    """List dataset cards."""
+    from benchmarks.data.cards import all_cards
+
+    table = Table(title="datasets")
+    for col in ("name", "kind", "organism", "genes", "version", "license", "tasks"):
+        table.add_column(col)
+    for card in all_cards().values():
+        if kind and card.kind != kind:
+            continue
+        table.add_row(card.name, card.kind, card.organism, card.gene_id_type, card.version,
+                      card.license, ", ".join(card.tasks))
+    console.print(table)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    names: Annotated[list[str], typer.Argument(help="card names")],
+    copy: Annotated[bool, typer.Option(help="copy mirrored files into the cache")] = False,
+) -> None:
+    """Resolve (download if needed) the files of the named cards, verifying sha256."""
+    from benchmarks.data.cards import get_card
+    from benchmarks.data.fetch import copy_into_cache, resolve_file
+
+    for name in names:
+        card = get_card(name)
+        for spec in card.files:
+            path = resolve_file(card, spec, on_event=lambda m: err_console.print(f"[dim]{m}[/dim]"))
+            if copy:
+                path = copy_into_cache(path, card, spec)
+            console.print(f"{card.name}/{spec.name}: {path}")
+
+
+@datasets_app.command("verify")
+def datasets_verify(
+    names: Annotated[list[str] | None, typer.Argument(help="card names (default: all)")] = None,
+) -> None:
+    """Check the sha256 of every locally available file of the named (or all) cards."""
+    from benchmarks.data.cards import all_cards, get_card
+    from benchmarks.data.fetch import verify
+
+    cards = [get_card(n) for n in names] if names else list(all_cards().values())
+    table = Table(title="dataset files")
+    for col in ("dataset", "file", "status", "where"):
+        table.add_column(col, overflow="fold")
+    missing = 0
+    for card in cards:
+        for file, status, where in verify(card):
+            missing += status == "missing"
+            style = "red" if status == "missing" else "green"
+            table.add_row(card.name, file, f"[{style}]{status}[/{style}]", where)
+    console.print(table)
+    if missing:
+        err_console.print(f"{missing} file(s) not available locally (not an error for download-only cards)")
+
+
+def _results_table(records: list[dict[str, Any]], metrics: tuple[str, ...], suite: str) -> Table:
+    rows = summarize(records, metrics)
+    table = Table(title=f"{suite}: mean ± sd over seeds")
+    for col in ("dataset", "model", "init", "seeds", *metrics, "status"):
+        table.add_column(col, justify="right" if col in metrics else "left")
+    for row in rows:
+        status = ", ".join(f"{k.lower()}×{v}" for k, v in sorted(row.statuses.items()))
+        if row.reasons:
+            status += f" ({'; '.join(row.reasons)})"
+        name = f"[dim]{row.model} (control)[/dim]" if row.is_control else row.model
+        table.add_row(row.dataset, name, row.init, ",".join(map(str, row.seeds)),
+                      *(row.cell(m) for m in metrics), status)
+    return table
+
+
+@app.command()
+def run(
+    suite: Annotated[str, typer.Argument(help="suite name (cgcbench list suites)")],
+    models: Annotated[str, typer.Option("--models", "-m", help="comma-separated model[:variant] names")],
+    datasets: Annotated[str | None, typer.Option("--datasets", "--dataset", "-d",
+                        help="comma-separated card names or .h5ad paths (default: the suite's)")] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    label_key: Annotated[str | None, typer.Option(help="obs column with cell types")] = None,
+    batch_key: Annotated[str | None, typer.Option(help="obs column with batches")] = None,
+    condition_key: Annotated[str | None, typer.Option(help="obs column with perturbation conditions")] = None,
+    organism: Annotated[str | None, typer.Option(help="organism of a user file (default human)")] = None,
+    expression_kind: Annotated[str | None, typer.Option(
+        help="value type of a user file: counts | log1p_normalized | log2_normalized | scaled")] = None,
+    unseen_label: Annotated[list[str] | None, typer.Option(
+        help="annotation: hold this label out of the reference (repeatable)")] = None,
+    option: Annotated[list[str] | None, typer.Option("--set", help="suite option KEY=VALUE (repeatable)")] = None,
+    model_option: Annotated[list[str] | None, typer.Option(
+        "--model-set", help="model option MODEL.KEY=VALUE (repeatable)")] = None,
+    quick: Annotated[bool, typer.Option(help="tiny settings that finish in about a minute")] = False,
+    results_dir: Annotated[Path, typer.Option(envvar="CGCBENCH_RESULTS", help="where records, artifacts and the local MLflow store go")] = Path("cgcbench-results"),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite store in --results-dir, or MLFLOW_TRACKING_URI)")] = None,
+    resume: Annotated[bool, typer.Option(help="skip cells already finished with the same config")] = False,
+) -> None:
+    """Run SUITE for every model × dataset × seed and print a results table."""
+    from benchmarks.data.load import UserKeys
+    from benchmarks.registry import suite_class
+    from benchmarks.runner import MatrixRunner, RunRequest
+
+    suite_options = _parse_settings(option or [], "--set")
+    if unseen_label:
+        suite_options["unseen_labels"] = list(unseen_label)
+    model_params: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_settings(model_option or [], "--model-set").items():
+        model, sep, field = key.partition(".")
+        if not sep:
+            raise InputError(f"--model-set {key}: expected MODEL.KEY=VALUE, e.g. pca-logreg.n_pcs=30")
+        model_params.setdefault(model, {})[field] = value
+    request = RunRequest(
+        suite=suite, models=_split_csv(models), datasets=_split_csv(datasets),
+        seeds=_parse_seeds(seeds),
+        keys=UserKeys(label_key, batch_key, condition_key, organism, expression_kind),
+        quick=quick, results_dir=results_dir, tracking_uri=tracking_uri,
+        suite_options=suite_options, model_params=model_params, resume=resume,
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=False,
+    ) as progress:
+        task_id = progress.add_task("validating inputs", total=None)
+
+        def on_progress(event: str, key: Any, record: dict[str, Any] | None) -> None:
+            label = f"{key.dataset} · {key.model} · seed {key.seed}"
+            if event == "start":
+                progress.update(task_id, description=f"running {label}")
+            else:
+                progress.advance(task_id)
+                if record and record["status"] == "FAILED":
+                    progress.console.print(f"[red]FAILED[/red] {label}: {record['error']['message'][:300]}")
+
+        runner = MatrixRunner(request, on_progress)
+        records = runner.run(lambda n: progress.update(task_id, total=n, description="running"))
+    table = _results_table(records, suite_class(suite).headline_metrics, suite)
+    console.print(table)
+    store = request.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
+        f"sqlite:///{results_dir.resolve()}/mlflow.db"
+    console.print(f"records: {results_dir.resolve() / 'records'}   MLflow: {store}")
+    if any(r["status"] == "FAILED" for r in records):
+        raise typer.Exit(1)
+
+
+def _mount_cgc() -> None:
+    """Mount ``cgcbench pretrain`` and ``cgcbench corpus`` from the cgc library when present."""
+    try:
+        from cgc.cli import app as cgc_app
+    except ImportError as exc:  # cgc's optional dependencies missing: say so when used
+        reason = str(exc)
+
+        @app.command("pretrain", help="Pre-train CGC (unavailable: cgc could not be imported).")
+        def _pretrain_unavailable() -> None:
+            raise CgcbenchError(f"cgc could not be imported ({reason}); reinstall cgcbench")
+
+        return
+    for cmd in cgc_app.registered_commands:
+        app.registered_commands.append(cmd)
+    for group in cgc_app.registered_groups:
+        app.registered_groups.append(group)
+
+
+_mount_cgc()
+
+
+def main() -> None:
+    """Entry point of the ``cgcbench`` console script."""
+    logging.basicConfig(level=os.environ.get("CGCBENCH_LOG", "WARNING"),
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        rc = app(standalone_mode=False)
+    except CgcbenchError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True, highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Dataset cards: one TOML file per data set under ``datasets/``.
+
+A card names the data set, where its files come from (canonical URLs with sha256, a path
+inside a mirror directory, or a file bundled in an installed package), its license and
+organism, and — for AnnData sets — which matrix holds the expression values and which ``obs``
+columns hold labels, batches, conditions and splits. Example::
+
+    name = "pbmc68k_reduced"
+    version = "scanpy-1.11"
+    title = "68k PBMC (reduced), labelled"
+    organism = "human"
+    gene_id_type = "symbol"
+    license = "BSD-3-Clause"
+    kind = "scrna"
+    tasks = ["annotation"]
+
+    [[files]]
+    name = "pbmc68k_reduced.h5ad"
+    mirror_path = "scrna/pbmc68k_reduced.h5ad"
+    package_file = "scanpy:datasets/10x_pbmc68k_reduced.h5ad"
+    sha256 = "e71d41e7..."
+    urls = ["https://..."]
+
+    [anndata]
+    expression = "raw.X"
+    expression_kind = "log1p_normalized"
+    label_key = "bulk_labels"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.errors import InputError, UnknownNameError
+
+KINDS = {
+    "scrna", "perturb", "bulk", "priors", "grn", "gene_labels", "vocab", "embeddings",
+    "simulated",
+}
+EXPRESSION_KINDS = {"counts", "log1p_normalized", "log2_normalized", "scaled"}
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One file of a data set and every place it can come from."""
+
+    name: str
+    sha256: str | None = None
+    urls: tuple[str, ...] = ()
+    mirror_path: str | None = None
+    package_file: str | None = None
+    size_bytes: int | None = None
+    compression: str | None = None
+    """How the downloaded file is packed (``gzip``/``zip``/``tar``); the sha256 is of the download."""
+
+
+@dataclass(frozen=True)
+class AnnDataSpec:
+    """How to read an h5ad data set."""
+
+    expression: str = "X"
+    expression_kind: str = "counts"
+    label_key: str | None = None
+    batch_key: str | None = None
+    condition_key: str | None = None
+    split_key: str | None = None
+    reference_values: tuple[str, ...] = ()
+    query_values: tuple[str, ...] = ()
+    symbol_column: str | None = None
+    ensembl_column: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """A parsed dataset card."""
+
+    name: str
+    version: str
+    title: str
+    organism: str
+    gene_id_type: str
+    license: str
+    kind: str
+    files: tuple[FileSpec, ...]
+    source: str = ""
+    citation: str = ""
+    description: str = ""
+    tasks: tuple[str, ...] = ()
+    anndata: AnnDataSpec | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def primary_file(self) -> FileSpec:
+        """The first file, which holds the data for single-file sets."""
+        return self.files[0]
+
+    def provenance(self) -> dict[str, Any]:
+        """Identity of the data set for result records."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": {f.name: f.sha256 for f in self.files},
+            "organism": self.organism,
+            "gene_id_type": self.gene_id_type,
+            "license": self.license,
+            "expression_kind": self.anndata.expression_kind if self.anndata else None,
+            "card": str(self.path) if self.path else None,
+        }
+
+
+def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
+    """Validate a card's TOML content and build a :class:`DatasetCard`."""
+    where = str(path or "<card>")
+    required = ("name", "version", "title", "organism", "gene_id_type", "license", "kind")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise InputError(f"{where}: missing required field(s) {', '.join(missing)}")
+    if data["kind"] not in KINDS:
+        raise InputError(f"{where}: kind={data['kind']!r}; use one of {', '.join(sorted(KINDS))}")
+    raw_files = data.get("files", [])
+    if not raw_files and data["kind"] != "simulated":
+        raise InputError(f"{where}: no [[files]] entries; every card lists at least one file")
+    files = []
+    for i, f in enumerate(raw_files):
+        if "name" not in f:
+            raise InputError(f"{where}: files[{i}] has no 'name'")
+        sha = f.get("sha256")
+        if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
+            raise InputError(f"{where}: files[{i}].sha256 is not 64 lowercase hex digits")
+        if not (f.get("urls") or f.get("mirror_path") or f.get("package_file")):
+            raise InputError(
+                f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file"
+            )
+        files.append(
+            FileSpec(
+                name=f["name"],
+                sha256=sha,
+                urls=_str_tuple(f.get("urls"), f"{where}: files[{i}].urls"),
+                mirror_path=f.get("mirror_path"),
+                package_file=f.get("package_file"),
+                size_bytes=f.get("size_bytes"),
+                compression=f.get("compression"),
+            )
+        )
+    ad = data.get("anndata")
+    ad_spec = None
+    if ad is not None:
+        kind = ad.get("expression_kind", "counts")
+        if kind not in EXPRESSION_KINDS:
+            raise InputError(
+                f"{where}: anndata.expression_kind={kind!r}; use one of "
+                f"{', '.join(sorted(EXPRESSION_KINDS))}"
+            )
+        ad_spec = AnnDataSpec(
+            expression=ad.get("expression", "X"),
+            expression_kind=kind,
+            label_key=ad.get("label_key"),
+            batch_key=ad.get("batch_key"),
+            condition_key=ad.get("condition_key"),
+            split_key=ad.get("split_key"),
+            reference_values=_str_tuple(ad.get("reference_values"), f"{where}: reference_values"),
+            query_values=_str_tuple(ad.get("query_values"), f"{where}: query_values"),
+            symbol_column=ad.get("symbol_column"),
+            ensembl_column=ad.get("ensembl_column"),
+        )
+    known = set(required) | {
+        "files", "anndata", "source", "citation", "description", "tasks",
+    }
+    return DatasetCard(
+        name=data["name"],
+        version=str(data["version"]),
+        title=data["title"],
+        organism=data["organism"],
+        gene_id_type=data["gene_id_type"],
+        license=data["license"],
+        kind=data["kind"],
+        files=tuple(files),
+        source=data.get("source", ""),
+        citation=data.get("citation", ""),
+        description=data.get("description", ""),
+        tasks=_str_tuple(data.get("tasks"), f"{where}: tasks"),
+        anndata=ad_spec,
+        extra={k: v for k, v in data.items() if k not in known},
+        path=path,
+    )
+
+
+def load_card(path: Path) -> DatasetCard:
+    """Read and validate one card file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from exc
+    card = parse_card(data, path)
+    if card.name != path.stem:
+        raise InputError(f"{path}: name={card.name!r} must equal the file name {path.stem!r}")
+    return card
+
+
+def card_dirs() -> list[Path]:
+    """Where cards are looked up: ``CGCBENCH_CARDS`` dirs, the repo's ``datasets/``, the wheel's copy."""
+    dirs = [Path(p) for p in os.environ.get("CGCBENCH_CARDS", "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent.parent
+    dirs += [here.parent / "datasets", here / "_cards"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def all_cards() -> dict[str, DatasetCard]:
+    """Every card found, by name (earlier directories win)."""
+    cards: dict[str, DatasetCard] = {}
+    for d in card_dirs():
+        for p in sorted(d.glob("*.toml")):
+            if p.stem not in cards:
+                cards[p.stem] = load_card(p)
+    return cards
+
+
+def get_card(name: str) -> DatasetCard:
+    """The card called ``name``."""
+    cards = all_cards()
+    if name not in cards:
+        raise UnknownNameError("dataset", name, cards)
+    return cards[name]

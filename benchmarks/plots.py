@@ -1,0 +1,86 @@
+"""Plots the suites write as artifacts (matplotlib, non-interactive backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def confusion_matrix_plot(
+    table: pd.DataFrame, path: Path, title: str, normalize: bool = True
+) -> Path:
+    """Heat-map of a confusion table (rows: true labels, columns: predicted labels).
+
+    Rows are normalised to fractions of each true label when ``normalize`` is set; the raw
+    counts are written on the cells.
+    """
+    counts = table.to_numpy(dtype=float)
+    shown = counts / np.clip(counts.sum(axis=1, keepdims=True), 1, None) if normalize else counts
+    n_rows, n_cols = counts.shape
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n_cols, 1.0 + 0.45 * n_rows), dpi=110)
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None, aspect="auto")
+    ax.set_xticks(range(n_cols), labels=[str(c) for c in table.columns], rotation=60, ha="right")
+    ax.set_yticks(range(n_rows), labels=[str(r) for r in table.index])
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title, fontsize=10)
+    if n_rows * n_cols <= 900:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if counts[i, j]:
+                    colour = "white" if shown[i, j] > 0.6 else "black"
+                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6,
+                            color=colour)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of true label" if normalize else "cells")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def umap_plot(
+    coords: np.ndarray, colours: dict[str, Sequence[str]], path: Path, title: str
+) -> Path:
+    """Side-by-side UMAP scatter plots, one panel per colouring (e.g. true / predicted label)."""
+    n = len(colours)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), dpi=110, squeeze=False)
+    for ax, (name, labels) in zip(axes[0], colours.items(), strict=True):
+        labels = pd.Series(list(labels), dtype="category")
+        cmap = plt.get_cmap("tab20", max(len(labels.cat.categories), 1))
+        for i, cat in enumerate(labels.cat.categories):
+            m = (labels == cat).to_numpy()
+            ax.scatter(coords[m, 0], coords[m, 1], s=4, color=cmap(i), label=str(cat), linewidths=0)
+        ax.set_title(f"{title} — {name}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("UMAP1")
+        ax.set_ylabel("UMAP2")
+        if len(labels.cat.categories) <= 25:
+            ax.legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5),
+                      frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def umap_coordinates(embedding: np.ndarray, seed: int, n_neighbors: int = 15) -> np.ndarray:
+    """2-D UMAP of an embedding, computed with scanpy (neighbours + umap), seeded."""
+    import anndata as ad
+    import scanpy as sc
+
+    tmp = ad.AnnData(np.zeros((embedding.shape[0], 1), dtype=np.float32))
+    tmp.obsm["X_emb"] = np.asarray(embedding, dtype=np.float32)
+    sc.pp.neighbors(tmp, use_rep="X_emb", n_neighbors=min(n_neighbors, embedding.shape[0] - 1),
+                    random_state=seed)
+    sc.tl.umap(tmp, random_state=seed)
+    return np.asarray(tmp.obsm["X_umap"])

@@ -1,0 +1,135 @@
+"""MLflow logging of matrix cells: one run per (suite, dataset, model, variant, seed).
+
+The default store is embedded and local: ``sqlite:///<results dir>/mlflow.db`` with artifacts
+under ``<results dir>/mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` point it
+anywhere else. Browse it with ``mlflow ui --backend-store-uri sqlite:///<results dir>/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks.errors import CgcbenchError
+
+log = logging.getLogger(__name__)
+EXPERIMENT_PREFIX = "cgcbench"
+
+
+def default_tracking_uri(results_dir: Path) -> str:
+    """The tracking URI used when neither ``--tracking-uri`` nor ``MLFLOW_TRACKING_URI`` is set."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir.resolve()}/mlflow.db"
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        out[prefix] = text[:6000]
+
+
+class MlflowLogger:
+    """Creates experiments and runs with :class:`mlflow.MlflowClient` (no global state)."""
+
+    def __init__(self, tracking_uri: str, results_dir: Path) -> None:
+        import mlflow
+
+        self.tracking_uri = tracking_uri
+        self.artifact_root = (results_dir / "mlartifacts").resolve()
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self._experiments: dict[str, str] = {}
+
+    def check_reachable(self) -> None:
+        """Fail fast, before any training, when the tracking store cannot be used."""
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:
+            raise CgcbenchError(
+                f"MLflow tracking store {self.tracking_uri} is unreachable "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); start the server or "
+                "pass --tracking-uri with a reachable store"
+            ) from exc
+
+    def experiment_id(self, suite: str) -> str:
+        """The id of the experiment of ``suite``, created on first use."""
+        name = f"{EXPERIMENT_PREFIX}/{suite}"
+        if name in self._experiments:
+            return self._experiments[name]
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            is_local = not self.tracking_uri.startswith(("http://", "https://", "databricks"))
+            location = self.artifact_root.as_uri() if is_local else None
+            try:
+                exp_id = self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # another process created it first
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                exp_id = exp.experiment_id
+        else:
+            exp_id = exp.experiment_id
+        self._experiments[name] = exp_id
+        return exp_id
+
+    def log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
+        """Log a finished record (any status) as one MLflow run; return its identifiers."""
+        exp_id = self.experiment_id(record["suite"])
+        model = record["model"]
+        tags: dict[str, str] = {
+            "mlflow.runName": f"{record['dataset']['name']}/{model['label']}/seed{record['seed']}",
+            "cgcbench.record_id": record["record_id"],
+            "cgcbench.status": record["status"].lower(),
+            "cgcbench.schema": record["schema"],
+            "suite": record["suite"],
+            "dataset": record["dataset"]["name"],
+            "dataset.version": str(record["dataset"].get("version")),
+            "model": model["name"],
+            "variant": model.get("variant") or "",
+            "init": str(model.get("init")),
+            "checkpoint_sha256": str(model.get("checkpoint_sha256") or ""),
+            "seed": str(record["seed"]),
+            "config_hash": record["config_hash"],
+        }
+        prov = record.get("provenance", {})
+        _flatten("provenance", prov, tags)
+        if record.get("reason"):
+            tags["cgcbench.not_applicable_reason"] = record["reason"]
+        if record.get("error"):
+            tags["cgcbench.error"] = f"{record['error']['type']}: {record['error']['message']}"[:5000]
+        run = self.client.create_run(exp_id, start_time=prov.get("started_at_ms"), tags=tags)
+        run_id = run.info.run_id
+        try:
+            params: dict[str, str] = {}
+            _flatten("model", model.get("params", {}), params)
+            _flatten("suite", record.get("config", {}).get("suite_config", {}), params)
+            _flatten("task", record.get("params", {}), params)
+            params["dataset.sha256"] = json.dumps(record["dataset"].get("sha256"))[:6000]
+            for k, v in params.items():
+                self.client.log_param(run_id, k[:250], v)
+            for k, v in record.get("metrics", {}).items():
+                if v is not None:
+                    self.client.log_metric(run_id, k, float(v))
+            res = prov.get("resources", {})
+            for k in ("wall_time_s", "cpu_time_s", "peak_rss_mb", "gpu_peak_mb"):
+                if res.get(k) is not None:
+                    self.client.log_metric(run_id, f"resource.{k}", float(res[k]))
+            for rel in record.get("artifacts", []):
+                path = results_dir / rel
+                if path.is_file():
+                    self.client.log_artifact(run_id, str(path))
+            self.client.log_dict(run_id, record, "record.json")
+            if record.get("error", {}) and record["error"].get("traceback"):
+                self.client.log_text(run_id, record["error"]["traceback"], "traceback.txt")
+            status = "FAILED" if record["status"] == "FAILED" else "FINISHED"
+            self.client.set_terminated(run_id, status=status, end_time=prov.get("ended_at_ms"))
+        except Exception:
+            log.error("MLflow logging failed for %s:\n%s", record["record_id"], traceback.format_exc())
+            self.client.set_terminated(run_id, status="FAILED")
+            raise
+        return {"tracking_uri": self.tracking_uri, "experiment_id": exp_id, "run_id": run_id}
