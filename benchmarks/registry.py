@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-from benchmarks.errors import UnknownNameError
+from benchmarks.errors import CgcbenchError, UnknownNameError
 from benchmarks.interface import ModelAdapter, Suite
 
 MODELS: dict[str, str] = {
     "majority": "baselines.majority:MajorityAdapter",
     "pca-logreg": "baselines.pca_logreg:PCALogRegAdapter",
+    "pca": "baselines.pca:PCAAdapter",
+    "random": "baselines.random_embedding:RandomEmbeddingAdapter",
+    "scvi": "baselines.scvi_models:SCVIAdapter",
+    "scanvi": "baselines.scvi_models:SCANVIAdapter",
+    "scgpt": "baselines.scgpt_model:ScGPTAdapter",
+    "geneformer": "baselines.geneformer_model:GeneformerAdapter",
+    "gears": "baselines.gears_model:GEARSAdapter",
+    "gene2vec": "baselines.gene2vec_model:Gene2vecAdapter",
+    "biobert": "baselines.text_embedding:TextEmbeddingAdapter",
+    "cgc": "cgc.adapter:CGCAdapter",
 }
 """Built-in adapters: name → ``module:Class``."""
 
@@ -28,6 +38,10 @@ SUITES: dict[str, str] = {
     "annotation": "benchmarks.suites.annotation:AnnotationSuite",
 }
 """Built-in suites: name → ``module:Class``."""
+
+
+class ModelUnavailableError(CgcbenchError, ImportError):
+    """A registered model whose module (or its optional dependencies) cannot be imported."""
 
 
 def register_model(name: str, target: str) -> None:
@@ -52,9 +66,19 @@ def _load(target: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def model_names() -> list[str]:
-    """All registered model names."""
-    return sorted(_all(MODELS, "cgcbench.models"))
+def model_names(available_only: bool = False) -> list[str]:
+    """All registered model names (only importable ones with ``available_only``)."""
+    names = sorted(_all(MODELS, "cgcbench.models"))
+    if not available_only:
+        return names
+    out = []
+    for name in names:
+        try:
+            model_class(name)
+        except (ImportError, AttributeError):
+            continue
+        out.append(name)
+    return out
 
 
 def suite_names() -> list[str]:
@@ -95,7 +119,13 @@ def model_class(name: str) -> type[ModelAdapter]:
     table = _all(MODELS, "cgcbench.models")
     if name not in table:
         raise UnknownNameError("model", name, table)
-    return _load(table[name])
+    try:
+        return _load(table[name])
+    except (ImportError, AttributeError) as exc:
+        raise ModelUnavailableError(
+            f"model {name!r} is registered but cannot be imported ({exc}); install its extra: "
+            "pip install 'cgcbench[baselines]'"
+        ) from exc
 
 
 def build_model(spec: ModelSpec | str, *, seed: int, quick: bool = False, **params: Any) -> ModelAdapter:
