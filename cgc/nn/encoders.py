@@ -1,0 +1,135 @@
+"""Node (eq. 1) and edge (eq. 2) encoders."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cgc.config import CGCConfig
+
+
+class MLP3(nn.Sequential):
+    """Three-layer perceptron ``Linear → GELU → Linear → GELU → Linear``.
+
+    Parameters
+    ----------
+    d_in, d_hidden, d_out
+        Input, hidden and output widths.
+
+    """
+
+    def __init__(self, d_in: int, d_hidden: int, d_out: int) -> None:
+        super().__init__(
+            nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_hidden), nn.GELU(),
+            nn.Linear(d_hidden, d_out),
+        )
+
+    def reset_parameters(self) -> None:
+        """Re-initialise all linear layers."""
+        for m in self:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+
+class NodeEncoder(nn.Module):
+    r"""Node embedding of eq. 1.
+
+    .. math::
+        x_i = \mathrm{emb}_g(g_i) + \mathrm{mlp}_t(t_i) + \mathrm{mlp}_v(v_i)
+              + \mathrm{emb}_s(s_i)
+
+    Terms not listed in ``config.node_features`` are left out (ablations).
+
+    Parameters
+    ----------
+    config
+        Model configuration.
+    n_genes
+        Vocabulary size (rows of ``emb_g``).
+    text_dim
+        Width of the gene text embeddings ``t_i``.
+
+    """
+
+    def __init__(self, config: CGCConfig, n_genes: int, text_dim: int) -> None:
+        super().__init__()
+        d = config.d_model
+        feats = set(config.node_features)
+        # emb_g always exists: eq. 11 and gene_embeddings() read it.
+        self.emb_g = nn.Embedding(n_genes, d)
+        self.use_token = "token" in feats
+        self.mlp_t = MLP3(text_dim, d, d) if "text" in feats else None
+        self.mlp_v = MLP3(1, d, d) if "value" in feats else None
+        self.emb_s = nn.Embedding(config.n_special, d) if "special" in feats else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise embeddings (N(0, 0.02)) and MLPs."""
+        nn.init.normal_(self.emb_g.weight, std=0.02)
+        if self.emb_s is not None:
+            nn.init.normal_(self.emb_s.weight, std=0.02)
+        for m in (self.mlp_t, self.mlp_v):
+            if m is not None:
+                m.reset_parameters()
+
+    def forward(self, gene: Tensor, value: Tensor, special: Tensor, text: Tensor | None) -> Tensor:
+        """Return node embeddings ``[N, d]`` from token ids, values, specials and texts."""
+        x = torch.zeros(gene.shape[0], self.emb_g.embedding_dim, device=gene.device,
+                        dtype=self.emb_g.weight.dtype)
+        if self.use_token:
+            x = x + self.emb_g(gene)
+        if self.mlp_t is not None and text is not None:
+            x = x + self.mlp_t(text)
+        if self.mlp_v is not None:
+            x = x + self.mlp_v(value.unsqueeze(-1).to(x.dtype))
+        if self.emb_s is not None:
+            x = x + self.emb_s(special)
+        return x
+
+
+class EdgeEncoder(nn.Module):
+    r"""Edge embedding of eq. 2, plus a learned embedding of the cell-node edges.
+
+    .. math::
+        e_{ij} = \mathrm{emb}_{tftg}(tftg_{ij}) + \mathrm{mlp}_{corr}(corr_{ij})
+                 + \mathrm{emb}_{pos}(pos_{ij}) + \mathrm{emb}_{kind}(kind_{ij})
+
+    ``kind`` distinguishes gene–gene, gene→cell and cell→gene edges: the learned weights
+    of the cell node's connections. Terms of edge types not in ``config.edge_types`` are
+    left out.
+
+    Parameters
+    ----------
+    config
+        Model configuration.
+
+    """
+
+    def __init__(self, config: CGCConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        types = set(config.edge_types)
+        self.emb_tftg = nn.Embedding(2, d) if "tftg" in types else None
+        self.mlp_corr = MLP3(1, d, d) if "coexpr" in types else None
+        self.emb_pos = nn.Embedding(2 * config.pos_window + 1, d) if "pos" in types else None
+        self.emb_kind = nn.Embedding(3, d)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise embeddings (N(0, 0.02)) and the MLP."""
+        for e in (self.emb_tftg, self.emb_pos, self.emb_kind):
+            if e is not None:
+                nn.init.normal_(e.weight, std=0.02)
+        if self.mlp_corr is not None:
+            self.mlp_corr.reset_parameters()
+
+    def forward(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor) -> Tensor:
+        """Return edge embeddings ``[E, d]``."""
+        e = self.emb_kind(kind)
+        if self.emb_tftg is not None:
+            e = e + self.emb_tftg(tftg)
+        if self.mlp_corr is not None:
+            e = e + self.mlp_corr(corr.unsqueeze(-1).to(e.dtype))
+        if self.emb_pos is not None:
+            e = e + self.emb_pos(pos)
+        return e
