@@ -22,6 +22,7 @@ from rich.table import Table
 from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.summary import summarize
 
+
 def _console(stderr: bool) -> Console:
     """A rich console; wide enough for result tables when output is not a terminal."""
     probe = Console(stderr=stderr)
@@ -108,8 +109,10 @@ def list_suites() -> None:
     for name in suite_names():
         cls = suite_class(name)
         table.add_row(
-            name, ", ".join(sorted(k.value for k in cls.required_kinds)),
-            ", ".join(cls.headline_metrics), ", ".join(cls.default_datasets),
+            name,
+            ", ".join(sorted(k.value for k in cls.required_kinds)),
+            ", ".join(cls.headline_metrics),
+            ", ".join(cls.default_datasets),
         )
     console.print(table)
 
@@ -133,8 +136,15 @@ def datasets_list(
     for card in all_cards().values():
         if kind and card.kind != kind:
             continue
-        table.add_row(card.name, card.kind, card.organism, card.gene_id_type, card.version,
-                      card.license, ", ".join(card.tasks))
+        table.add_row(
+            card.name,
+            card.kind,
+            card.organism,
+            card.gene_id_type,
+            card.version,
+            card.license,
+            ", ".join(card.tasks),
+        )
     console.print(table)
 
 
@@ -189,8 +199,14 @@ def _results_table(records: list[dict[str, Any]], metrics: tuple[str, ...], suit
         if row.reasons:
             status += f" ({'; '.join(row.reasons)})"
         name = f"[dim]{row.model} (control)[/dim]" if row.is_control else row.model
-        table.add_row(row.dataset, name, row.init, ",".join(map(str, row.seeds)),
-                      *(row.cell(m) for m in metrics), status)
+        table.add_row(
+            row.dataset,
+            name,
+            row.init,
+            ",".join(map(str, row.seeds)),
+            *(row.cell(m) for m in metrics),
+            status,
+        )
     return table
 
 
@@ -198,23 +214,48 @@ def _results_table(records: list[dict[str, Any]], metrics: tuple[str, ...], suit
 def run(
     suite: Annotated[str, typer.Argument(help="suite name (cgcbench list suites)")],
     models: Annotated[str, typer.Option("--models", "-m", help="comma-separated model[:variant] names")],
-    datasets: Annotated[str | None, typer.Option("--datasets", "--dataset", "-d",
-                        help="comma-separated card names or .h5ad paths (default: the suite's)")] = None,
+    datasets: Annotated[
+        str | None,
+        typer.Option(
+            "--datasets",
+            "--dataset",
+            "-d",
+            help="comma-separated card names or .h5ad paths (default: the suite's)",
+        ),
+    ] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     label_key: Annotated[str | None, typer.Option(help="obs column with cell types")] = None,
     batch_key: Annotated[str | None, typer.Option(help="obs column with batches")] = None,
     condition_key: Annotated[str | None, typer.Option(help="obs column with perturbation conditions")] = None,
     organism: Annotated[str | None, typer.Option(help="organism of a user file (default human)")] = None,
-    expression_kind: Annotated[str | None, typer.Option(
-        help="value type of a user file: counts | log1p_normalized | log2_normalized | scaled")] = None,
-    unseen_label: Annotated[list[str] | None, typer.Option(
-        help="annotation: hold this label out of the reference (repeatable)")] = None,
-    option: Annotated[list[str] | None, typer.Option("--set", help="suite option KEY=VALUE (repeatable)")] = None,
-    model_option: Annotated[list[str] | None, typer.Option(
-        "--model-set", help="model option MODEL.KEY=VALUE (repeatable)")] = None,
+    expression_kind: Annotated[
+        str | None,
+        typer.Option(help="value type of a user file: counts | log1p_normalized | log2_normalized | scaled"),
+    ] = None,
+    unseen_label: Annotated[
+        list[str] | None,
+        typer.Option(help="annotation: hold this label out of the reference (repeatable)"),
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--set", help="suite option KEY=VALUE (repeatable)")
+    ] = None,
+    model_option: Annotated[
+        list[str] | None,
+        typer.Option("--model-set", help="model option MODEL.KEY=VALUE (repeatable)"),
+    ] = None,
     quick: Annotated[bool, typer.Option(help="tiny settings that finish in about a minute")] = False,
-    results_dir: Annotated[Path, typer.Option(envvar="CGCBENCH_RESULTS", help="where records, artifacts and the local MLflow store go")] = Path("cgcbench-results"),
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI (default: sqlite store in --results-dir, or MLFLOW_TRACKING_URI)")] = None,
+    results_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="CGCBENCH_RESULTS", help="where records, artifacts and the local MLflow store go"
+        ),
+    ] = Path("cgcbench-results"),
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default: sqlite store in --results-dir, or MLFLOW_TRACKING_URI)"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="skip cells already finished with the same config")] = False,
 ) -> None:
     """Run SUITE for every model × dataset × seed and print a results table."""
@@ -232,15 +273,25 @@ def run(
             raise InputError(f"--model-set {key}: expected MODEL.KEY=VALUE, e.g. pca-logreg.n_pcs=30")
         model_params.setdefault(model, {})[field] = value
     request = RunRequest(
-        suite=suite, models=_split_csv(models), datasets=_split_csv(datasets),
+        suite=suite,
+        models=_split_csv(models),
+        datasets=_split_csv(datasets),
         seeds=_parse_seeds(seeds),
         keys=UserKeys(label_key, batch_key, condition_key, organism, expression_kind),
-        quick=quick, results_dir=results_dir, tracking_uri=tracking_uri,
-        suite_options=suite_options, model_params=model_params, resume=resume,
+        quick=quick,
+        results_dir=results_dir,
+        tracking_uri=tracking_uri,
+        suite_options=suite_options,
+        model_params=model_params,
+        resume=resume,
     )
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
     ) as progress:
         task_id = progress.add_task("validating inputs", total=None)
 
@@ -257,8 +308,11 @@ def run(
         records = runner.run(lambda n: progress.update(task_id, total=n, description="running"))
     table = _results_table(records, suite_class(suite).headline_metrics, suite)
     console.print(table)
-    store = request.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-        f"sqlite:///{results_dir.resolve()}/mlflow.db"
+    store = (
+        request.tracking_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{results_dir.resolve()}/mlflow.db"
+    )
     console.print(f"records: {results_dir.resolve() / 'records'}   MLflow: {store}")
     if any(r["status"] == "FAILED" for r in records):
         raise typer.Exit(1)
@@ -287,8 +341,10 @@ _mount_cgc()
 
 def main() -> None:
     """Entry point of the ``cgcbench`` console script."""
-    logging.basicConfig(level=os.environ.get("CGCBENCH_LOG", "WARNING"),
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CGCBENCH_LOG", "WARNING"),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -26,9 +26,7 @@ class UnknownNameError(CgcbenchError, KeyError):
     def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
         valid_list = sorted(valid)
         self.kind, self.name, self.valid = kind, name, valid_list
-        super().__init__(
-            f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid_list) or '(none)'}"
-        )
+        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(valid_list) or '(none)'}")
 
     def __str__(self) -> str:  # KeyError quotes its message otherwise
         return str(self.args[0])

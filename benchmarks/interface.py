@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-class TaskKind(str, enum.Enum):
+class TaskKind(enum.StrEnum):
     """What an adapter can be asked to do."""
 
     GENE_EMBEDDING = "gene_embedding"
@@ -66,14 +66,13 @@ class Capabilities:
         harness provides both columns in ``adata.var`` when the dataset has them.
     expression_kinds
         The input value types the adapter accepts (e.g. scVI needs raw ``counts``).
+
     """
 
     task_kinds: frozenset[TaskKind]
     organisms: frozenset[str] = frozenset({"any"})
     gene_id_type: str = "any"
-    expression_kinds: frozenset[str] = frozenset(
-        {"counts", "log1p_normalized", "log2_normalized", "scaled"}
-    )
+    expression_kinds: frozenset[str] = frozenset({"counts", "log1p_normalized", "log2_normalized", "scaled"})
 
     def supports(self, kind: TaskKind) -> bool:
         """Whether the adapter implements ``kind``."""
@@ -114,9 +113,7 @@ class ModelAdapter(abc.ABC):
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     """Named variants: ``"no-graph" -> {"use_graph": False}`` lets ``model:no-graph`` work."""
 
-    def __init__(
-        self, *, seed: int = 0, quick: bool = False, variant: str = "", **params: Any
-    ) -> None:
+    def __init__(self, *, seed: int = 0, quick: bool = False, variant: str = "", **params: Any) -> None:
         self.seed = int(seed)
         self.quick = bool(quick)
         self.variant = variant

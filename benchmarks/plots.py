@@ -13,9 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
-def confusion_matrix_plot(
-    table: pd.DataFrame, path: Path, title: str, normalize: bool = True
-) -> Path:
+def confusion_matrix_plot(table: pd.DataFrame, path: Path, title: str, normalize: bool = True) -> Path:
     """Heat-map of a confusion table (rows: true labels, columns: predicted labels).
 
     Rows are normalised to fractions of each true label when ``normalize`` is set; the raw
@@ -36,8 +34,15 @@ def confusion_matrix_plot(
             for j in range(n_cols):
                 if counts[i, j]:
                     colour = "white" if shown[i, j] > 0.6 else "black"
-                    ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6,
-                            color=colour)
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(counts[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color=colour,
+                    )
     fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of true label" if normalize else "cells")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,9 +51,7 @@ def confusion_matrix_plot(
     return path
 
 
-def umap_plot(
-    coords: np.ndarray, colours: dict[str, Sequence[str]], path: Path, title: str
-) -> Path:
+def umap_plot(coords: np.ndarray, colours: dict[str, Sequence[str]], path: Path, title: str) -> Path:
     """Side-by-side UMAP scatter plots, one panel per colouring (e.g. true / predicted label)."""
     n = len(colours)
     fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.4), dpi=110, squeeze=False)
@@ -64,8 +67,7 @@ def umap_plot(
         ax.set_xlabel("UMAP1")
         ax.set_ylabel("UMAP2")
         if len(labels.cat.categories) <= 25:
-            ax.legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5),
-                      frameon=False)
+            ax.legend(fontsize=6, markerscale=2, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -80,7 +82,11 @@ def umap_coordinates(embedding: np.ndarray, seed: int, n_neighbors: int = 15) ->
 
     tmp = ad.AnnData(np.zeros((embedding.shape[0], 1), dtype=np.float32))
     tmp.obsm["X_emb"] = np.asarray(embedding, dtype=np.float32)
-    sc.pp.neighbors(tmp, use_rep="X_emb", n_neighbors=min(n_neighbors, embedding.shape[0] - 1),
-                    random_state=seed)
+    sc.pp.neighbors(
+        tmp,
+        use_rep="X_emb",
+        n_neighbors=min(n_neighbors, embedding.shape[0] - 1),
+        random_state=seed,
+    )
     sc.tl.umap(tmp, random_state=seed)
     return np.asarray(tmp.obsm["X_umap"])

@@ -106,6 +106,7 @@ def parse_model(spec: str) -> ModelSpec:
     ------
     UnknownNameError
         If the model or its variant is not registered (the message lists the valid ones).
+
     """
     name, _, variant = spec.strip().partition(":")
     cls = model_class(name)

@@ -82,14 +82,14 @@ class MatrixRunner:
         self.req = request
         self.on_progress = on_progress or (lambda *_: None)
         self.results_dir = request.results_dir.resolve()
-        self.suite: Suite = suite_class(request.suite)(
-            quick=request.quick, options=request.suite_options
-        )
+        self.suite: Suite = suite_class(request.suite)(quick=request.quick, options=request.suite_options)
         self.specs: list[ModelSpec] = [parse_model(m) for m in request.models]
         if not self.specs:
             raise CgcbenchError("no models given; pass --models, e.g. --models majority,pca-logreg")
         self._static_prov = {
-            "git": git_commit(), "packages": package_versions(), "hardware": hardware(),
+            "git": git_commit(),
+            "packages": package_versions(),
+            "hardware": hardware(),
         }
 
     def dataset_names(self) -> list[str]:
@@ -138,7 +138,11 @@ class MatrixRunner:
         ds = item.task.dataset
         return {
             "suite_config": self.suite.config(),
-            "dataset": {"name": ds["name"], "version": ds.get("version"), "sha256": ds.get("sha256")},
+            "dataset": {
+                "name": ds["name"],
+                "version": ds.get("version"),
+                "sha256": ds.get("sha256"),
+            },
             "model": spec.label,
             "model_params": self.req.model_params.get(spec.name, {}),
             "seed": item.seed,
@@ -157,14 +161,27 @@ class MatrixRunner:
         self.on_progress("start", key, None)
         started = time.time()
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.results_dir))
-        model_info: dict[str, Any] = {"name": spec.name, "variant": spec.variant, "label": spec.label}
-        record = Record(key=key, status="FAILED", dataset=item.task.dataset, model=model_info,
-                        config=config, params=item.task.params)
+        model_info: dict[str, Any] = {
+            "name": spec.name,
+            "variant": spec.variant,
+            "label": spec.label,
+        }
+        record = Record(
+            key=key,
+            status="FAILED",
+            dataset=item.task.dataset,
+            model=model_info,
+            config=config,
+            params=item.task.params,
+        )
         meter = ResourceMeter()
         try:
             seed_everything(item.seed)
             adapter: ModelAdapter = build_model(
-                spec, seed=item.seed, quick=self.req.quick, **self.req.model_params.get(spec.name, {})
+                spec,
+                seed=item.seed,
+                quick=self.req.quick,
+                **self.req.model_params.get(spec.name, {}),
             )
             record.model = model_info_dict(adapter.info())
             gap = self.suite.requirement_gap(adapter.capabilities, item.task)

@@ -62,11 +62,17 @@ def summarize(records: Iterable[dict[str, Any]], metrics: Sequence[str] | None =
         first = recs[0]["model"]
         rows.append(
             SummaryRow(
-                suite=suite, dataset=dataset, model=model, init=str(first.get("init")),
-                is_control=bool(first.get("is_control", False)), statuses=statuses, metrics=agg,
+                suite=suite,
+                dataset=dataset,
+                model=model,
+                init=str(first.get("init")),
+                is_control=bool(first.get("is_control", False)),
+                statuses=statuses,
+                metrics=agg,
                 reasons=sorted({r["reason"] for r in recs if r.get("reason")}),
-                errors=sorted({f"{r['error']['type']}: {r['error']['message'][:200]}"
-                               for r in recs if r.get("error")}),
+                errors=sorted(
+                    {f"{r['error']['type']}: {r['error']['message'][:200]}" for r in recs if r.get("error")}
+                ),
                 seeds=sorted(r["seed"] for r in recs),
                 checkpoint_sha256=first.get("checkpoint_sha256"),
             )

@@ -38,7 +38,14 @@ from typing import Any
 from benchmarks.errors import InputError, UnknownNameError
 
 KINDS = {
-    "scrna", "perturb", "bulk", "priors", "grn", "gene_labels", "vocab", "embeddings",
+    "scrna",
+    "perturb",
+    "bulk",
+    "priors",
+    "grn",
+    "gene_labels",
+    "vocab",
+    "embeddings",
     "simulated",
 }
 EXPRESSION_KINDS = {"counts", "log1p_normalized", "log2_normalized", "scaled"}
@@ -143,9 +150,7 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
         if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
             raise InputError(f"{where}: files[{i}].sha256 is not 64 lowercase hex digits")
         if not (f.get("urls") or f.get("mirror_path") or f.get("package_file")):
-            raise InputError(
-                f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file"
-            )
+            raise InputError(f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file")
         files.append(
             FileSpec(
                 name=f["name"],
@@ -163,8 +168,7 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
         kind = ad.get("expression_kind", "counts")
         if kind not in EXPRESSION_KINDS:
             raise InputError(
-                f"{where}: anndata.expression_kind={kind!r}; use one of "
-                f"{', '.join(sorted(EXPRESSION_KINDS))}"
+                f"{where}: anndata.expression_kind={kind!r}; use one of {', '.join(sorted(EXPRESSION_KINDS))}"
             )
         ad_spec = AnnDataSpec(
             expression=ad.get("expression", "X"),
@@ -179,7 +183,12 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
             ensembl_column=ad.get("ensembl_column"),
         )
     known = set(required) | {
-        "files", "anndata", "source", "citation", "description", "tasks",
+        "files",
+        "anndata",
+        "source",
+        "citation",
+        "description",
+        "tasks",
     }
     return DatasetCard(
         name=data["name"],

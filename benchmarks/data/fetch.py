@@ -24,7 +24,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from benchmarks.data.cards import DatasetCard, FileSpec
-from benchmarks.errors import ChecksumError, CgcbenchError
+from benchmarks.errors import CgcbenchError, ChecksumError
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -72,6 +72,7 @@ def download(url: str, dest: Path, expected_sha256: str | None, timeout: float =
     ------
     ChecksumError
         If the downloaded bytes do not hash to ``expected_sha256`` (nothing is left on disk).
+
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -96,7 +97,10 @@ def download(url: str, dest: Path, expected_sha256: str | None, timeout: float =
 
 
 def resolve_file(
-    card: DatasetCard, spec: FileSpec, *, allow_download: bool = True,
+    card: DatasetCard,
+    spec: FileSpec,
+    *,
+    allow_download: bool = True,
     on_event: Callable[[str], None] | None = None,
 ) -> Path:
     """Return a local, checksum-verified path for one file of ``card``."""

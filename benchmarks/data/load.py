@@ -154,9 +154,7 @@ def _standardise_var(adata: ad.AnnData, card: DatasetCard, spec: AnnDataSpec, pa
         )
 
 
-def load_anndata(
-    card: DatasetCard, *, keys: UserKeys | None = None, path: Path | None = None
-) -> ad.AnnData:
+def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path | None = None) -> ad.AnnData:
     """Read, validate and standardise the AnnData of ``card``.
 
     Parameters
@@ -167,6 +165,7 @@ def load_anndata(
         Command-line overrides for obs keys, organism and expression kind.
     path
         The h5ad path; resolved from the card's first file if not given.
+
     """
     keys = keys or UserKeys()
     if card.anndata is None:

@@ -48,17 +48,13 @@ from benchmarks.interface import (
 from benchmarks.plots import confusion_matrix_plot, umap_coordinates, umap_plot
 
 
-def stratified_split(
-    labels: pd.Series, query_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: pd.Series, query_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a seeded stratified reference/query split; singleton labels stay in reference."""
     labels = labels.astype(str).reset_index(drop=True)
     counts = labels.value_counts()
     singletons = labels.isin(counts[counts < 2].index).to_numpy()
     idx = np.flatnonzero(~singletons)
-    ref, query = train_test_split(
-        idx, test_size=query_fraction, random_state=seed, stratify=labels.iloc[idx]
-    )
+    ref, query = train_test_split(idx, test_size=query_fraction, random_state=seed, stratify=labels.iloc[idx])
     ref = np.sort(np.concatenate([ref, np.flatnonzero(singletons)]))
     return ref, np.sort(query)
 
@@ -130,8 +126,9 @@ class AnnotationSuite(Suite):
         seen = query_labels.isin(ref_labels).to_numpy()
         if not seen.any():
             raise InputError(
-                f"{where}: every query label is absent from the reference ({', '.join(sorted(set(query_labels)))}); "
-                "annotation cannot be scored — check the split or --unseen-label"
+                f"{where}: every query label is absent from the reference "
+                f"({', '.join(sorted(set(query_labels)))}); annotation cannot be scored — "
+                "check the split or --unseen-label"
             )
         params = {
             "label_key": label_key,
@@ -163,21 +160,28 @@ class AnnotationSuite(Suite):
                 f"{adapter.name}.predict_labels returned shape {pred.shape}, expected ({query.n_obs},)"
             )
         metrics, tables = annotation_metrics(
-            query.obs[label_key].astype(str).to_numpy(), pred,
+            query.obs[label_key].astype(str).to_numpy(),
+            pred,
             set(reference.obs[label_key].astype(str)),
         )
         artifacts = [
             Artifact(
                 confusion_matrix_plot(
-                    tables["confusion"], workdir / "confusion_matrix.png",
+                    tables["confusion"],
+                    workdir / "confusion_matrix.png",
                     f"{adapter.info().label} on {task.dataset['name']} (seed {seed})",
                 ),
-                "plot", "confusion matrix of query predictions (rows: true labels)",
+                "plot",
+                "confusion matrix of query predictions (rows: true labels)",
             )
         ]
         pred_path = workdir / "predictions.csv"
         pd.DataFrame(
-            {"cell": query.obs_names, "true": query.obs[label_key].astype(str).values, "predicted": pred}
+            {
+                "cell": query.obs_names,
+                "true": query.obs[label_key].astype(str).values,
+                "predicted": pred,
+            }
         ).to_csv(pred_path, index=False)
         artifacts.append(Artifact(pred_path, "table", "per-cell predictions"))
         caps: Capabilities = adapter.capabilities
@@ -188,12 +192,15 @@ class AnnotationSuite(Suite):
                 Artifact(
                     umap_plot(
                         coords,
-                        {"true label": query.obs[label_key].astype(str).tolist(),
-                         "predicted": pred.tolist()},
+                        {
+                            "true label": query.obs[label_key].astype(str).tolist(),
+                            "predicted": pred.tolist(),
+                        },
                         workdir / "umap_query.png",
                         adapter.info().label,
                     ),
-                    "plot", "UMAP of the query cells' embedding",
+                    "plot",
+                    "UMAP of the query cells' embedding",
                 )
             )
         return SuiteResult(metrics=metrics, artifacts=artifacts, tables=tables)

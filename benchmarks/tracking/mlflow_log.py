@@ -45,8 +45,18 @@ class MlflowLogger:
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         self._experiments: dict[str, str] = {}
 
-    def check_reachable(self) -> None:
+    def check_reachable(self, timeout: float = 5.0) -> None:
         """Fail fast, before any training, when the tracking store cannot be used."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(f"{self.tracking_uri.rstrip('/')}/health", timeout=timeout)
+            except OSError as exc:
+                raise CgcbenchError(
+                    f"MLflow tracking server {self.tracking_uri} is unreachable ({exc}); start it, "
+                    "or drop --tracking-uri/MLFLOW_TRACKING_URI to use the local store"
+                ) from exc
         try:
             self.client.search_experiments(max_results=1)
         except Exception as exc:

@@ -15,9 +15,23 @@ from typing import Any
 import psutil
 
 TRACKED_PACKAGES = (
-    "cgcbench", "torch", "torch-geometric", "numpy", "scipy", "pandas", "anndata", "scanpy",
-    "scikit-learn", "mlflow", "scvi-tools", "cell-gears", "scgpt", "transformers", "gensim",
-    "scib", "sergio-scsim",
+    "cgcbench",
+    "torch",
+    "torch-geometric",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "scanpy",
+    "scikit-learn",
+    "mlflow",
+    "scvi-tools",
+    "cell-gears",
+    "scgpt",
+    "transformers",
+    "gensim",
+    "scib",
+    "sergio-scsim",
 )
 
 
@@ -37,13 +51,19 @@ def git_commit(repo: Path | None = None) -> dict[str, Any]:
     repo = repo or Path(__file__).resolve().parents[2]
     try:
         sha = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-            timeout=10, check=True,
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True, text=True, timeout=10, check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             ).stdout.strip()
         )
         return {"commit": sha, "dirty": dirty}

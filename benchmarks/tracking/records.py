@@ -51,7 +51,9 @@ class CellKey:
     def relpath(self) -> Path:
         """Path of the cell below ``records/`` or ``artifacts/`` (no suffix)."""
         return (
-            Path(safe_name(self.suite)) / safe_name(self.dataset) / safe_name(self.model)
+            Path(safe_name(self.suite))
+            / safe_name(self.dataset)
+            / safe_name(self.model)
             / f"seed{self.seed}-{self.config_hash}"
         )
 

@@ -1,0 +1,53 @@
+"""Shared fixtures: real data from ../shared/data, an isolated cache and results directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anndata as ad
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The read-only real-data mirror (CGCBENCH_MIRRORS' first entry, or ../shared/data)."""
+    first = os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
+    return Path(first) if first else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own download cache; mirrors point at the shared real data."""
+    monkeypatch.setenv("CGCBENCH_DATA_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("CGCBENCH_MIRRORS", str(shared_data_dir()))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("CGCBENCH_CARDS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data mirror {path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pbmc68k_raw(shared_data: Path) -> ad.AnnData:
+    """scanpy's labelled PBMC subset with its log-normalised .raw as X (700 cells × 765 genes)."""
+    src = ad.read_h5ad(shared_data / "scrna" / "pbmc68k_reduced.h5ad")
+    out = src.raw.to_adata()
+    out.obs = src.obs[["bulk_labels", "phase"]].copy()
+    return out
+
+
+@pytest.fixture()
+def pbmc_user_file(tmp_path: Path, pbmc68k_raw: ad.AnnData) -> Path:
+    """The PBMC set written as a plain user h5ad (obs 'cell_type'), a file no card describes."""
+    adata = pbmc68k_raw.copy()
+    adata.obs = adata.obs.rename(columns={"bulk_labels": "cell_type"})
+    path = tmp_path / "my_pbmc.h5ad"
+    adata.write_h5ad(path)
+    return path
