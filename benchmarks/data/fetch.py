@@ -37,8 +37,14 @@ def data_dir() -> Path:
 
 
 def mirror_dirs() -> list[Path]:
-    """Mirror directories from ``CGCBENCH_MIRRORS``."""
-    raw = os.environ.get("CGCBENCH_MIRRORS", "")
+    """Mirror directories: ``CGCBENCH_MIRRORS`` when set, else ``../shared/data`` beside a checkout.
+
+    Setting ``CGCBENCH_MIRRORS`` to an empty string disables mirrors altogether.
+    """
+    raw = os.environ.get("CGCBENCH_MIRRORS")
+    if raw is None:
+        beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data"
+        return [beside_checkout] if beside_checkout.is_dir() else []
     return [Path(p).expanduser() for p in raw.split(os.pathsep) if p]
 
 
