@@ -170,6 +170,10 @@ def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path 
     keys = keys or UserKeys()
     if card.anndata is None:
         raise InputError(f"dataset {card.name} is not an AnnData set (kind={card.kind})")
+    if path is None and card.kind == "simulated":
+        from benchmarks.simulate import materialize  # SERGIO; cached by simulation parameters
+
+        path = materialize(card)
     if path is None:
         path = resolve(card)[card.primary_file.name]
     spec = card.anndata
@@ -194,6 +198,7 @@ def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path 
         "organism": keys.organism or card.organism,
         "expression_kind": spec.expression_kind,
         "path": str(path),
+        **({"sha256": {path.name: sha256_file(path)}} if card.kind == "simulated" else {}),
         "n_cells": int(adata.n_obs),
         "n_genes": int(adata.n_vars),
     }
