@@ -1,6 +1,7 @@
 """Gene priors: vocabulary, TF→target, chromosome position, co-expression and text."""
 
 from cgc.priors.bundle import FLAG_COEXPR, FLAG_POS, FLAG_TFTG, GenePriors
+from cgc.priors.sources import PriorSources
 from cgc.priors.text import (
     HashingTextEncoder,
     SentenceTransformerEncoder,
@@ -17,6 +18,7 @@ __all__ = [
     "GeneVocab",
     "HashingTextEncoder",
     "MappingReport",
+    "PriorSources",
     "SentenceTransformerEncoder",
     "TextEncoder",
     "default_text_encoder",

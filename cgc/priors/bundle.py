@@ -37,18 +37,11 @@ from cgc.priors.text import (
 )
 from cgc.priors.tftg import merge_tftg, read_collectri, read_dorothea, read_trrust
 from cgc.priors.vocab import SPECIAL_TOKENS, GeneVocab, MappingReport
+from cgc.utils import sha256_file
 
 FLAG_TFTG, FLAG_COEXPR, FLAG_POS = 1, 2, 4
 BUNDLE_VERSION = 1
 _ARRAYS = ("indptr", "indices", "flags", "corr", "pos", "text", "text_mask")
-
-
-def _sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _to_csr(n: int, src: np.ndarray, dst: np.ndarray, flags: np.ndarray, corr: np.ndarray,
@@ -245,7 +238,7 @@ class GenePriors:
             if p is not None:
                 if not Path(p).is_file():
                     raise InputFileError(f"{key}: {p} not found")
-                inputs[key] = {"path": str(p), "sha256": _sha256_file(p)}
+                inputs[key] = {"path": str(p), "sha256": sha256_file(p)}
 
         for key, p in (("vocab", vocab_path), ("trrust", trrust_path),
                        ("dorothea", dorothea_path), ("collectri", collectri_path),

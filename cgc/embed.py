@@ -1,0 +1,99 @@
+"""Cell embeddings ``h_c`` of AnnData objects with a (pre-)trained model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch_geometric.data import Batch
+
+from cgc.graph import CellGraphBuilder
+from cgc.preprocess import bin_values, looks_like_counts, normalize_log1p, sample_genes
+
+if TYPE_CHECKING:
+    from cgc.model import CGCModel
+
+
+def cell_graphs(model: CGCModel, adata: ad.AnnData, id_type: str = "symbol",
+                layer: str | None = None, normalize: str = "auto",
+                min_mapped_fraction: float = 0.5, seed: int = 0) -> list:
+    """Build the (unmasked) cell graphs of ``adata`` for ``model``.
+
+    Genes are mapped to the vocabulary (unmapped ones dropped; fail if fewer than
+    ``min_mapped_fraction`` map); each cell keeps its ``max_genes`` highest non-zero genes
+    (deterministic), values are binned as in pre-training and nothing is masked.
+    """
+    ids, report = model.priors.map_genes(list(adata.var_names), id_type)
+    report.check(min_mapped_fraction, where="embed_cells(adata)")
+    cols = np.flatnonzero(ids >= 0)
+    _, first = np.unique(ids[cols], return_index=True)
+    cols = np.sort(cols[first])
+    x = adata.layers[layer] if layer is not None else adata.X
+    x = sp.csr_matrix(x, dtype=np.float32)
+    mode = ("total" if looks_like_counts(x) else "none") if normalize == "auto" else normalize
+    if mode == "total":
+        x = normalize_log1p(x)
+    elif mode == "log1p":
+        x = x.copy()
+        np.log1p(x.data, out=x.data)
+    x = x[:, cols].tocsr()
+    col_ids = ids[cols]
+    builder = CellGraphBuilder(model.priors, model.config)
+    cfg = model.config
+    graphs = []
+    for r in range(x.shape[0]):
+        lo, hi = x.indptr[r], x.indptr[r + 1]
+        genes, vals = col_ids[x.indices[lo:hi]], x.data[lo:hi]
+        pick = sample_genes(vals, cfg.max_genes, mode="top")
+        binned = bin_values(vals[pick], cfg.n_bins).astype(np.float32)
+        graphs.append(builder.build(genes[pick], binned, binned,
+                                    seed=np.random.default_rng([seed, r])))
+    return graphs
+
+
+@torch.no_grad()
+def embed_cells(model: CGCModel, adata: ad.AnnData, batch_size: int = 64,
+                device: str | torch.device | None = None, id_type: str = "symbol",
+                layer: str | None = None, normalize: str = "auto",
+                min_mapped_fraction: float = 0.5) -> np.ndarray:
+    """Return the cell embeddings ``h_c`` of every cell of ``adata``.
+
+    Parameters
+    ----------
+    model
+        A CGC model.
+    adata
+        Cells × genes; raw counts are normalised and log-transformed (``normalize="auto"``).
+    batch_size
+        Cells per forward pass.
+    device
+        Device for the forward passes (default: the model's device).
+    id_type
+        ``"symbol"`` or ``"ensembl"`` for ``var_names``.
+    layer
+        Use this layer instead of ``X``.
+    normalize
+        ``"auto"``, ``"total"``, ``"log1p"`` or ``"none"`` (see
+        :func:`cgc.train.corpus.build_corpus`).
+    min_mapped_fraction
+        Fail if fewer genes map to the vocabulary.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float32`` array of shape ``(n_cells, d_model)``.
+
+    """
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was = model.training
+    model.eval().to(dev)
+    graphs = cell_graphs(model, adata, id_type, layer, normalize, min_mapped_fraction)
+    out = np.zeros((len(graphs), model.config.d_model), dtype=np.float32)
+    for s in range(0, len(graphs), batch_size):
+        batch = Batch.from_data_list(graphs[s : s + batch_size]).to(dev)
+        out[s : s + batch.num_graphs] = model(batch).h_cell.float().cpu().numpy()
+    model.train(was)
+    return out

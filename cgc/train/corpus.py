@@ -1,0 +1,314 @@
+"""Pre-processed corpus: built once from ``.h5ad`` files, streamed from memory-mapped shards.
+
+Layout of a corpus directory::
+
+    corpus.json            manifest (cells per shard, sources, priors hash, settings)
+    train-00000/           one shard: indptr.npy (int64), genes.npy (int32), values.npy
+    ...                    (float32 log-normalised expression of non-zero genes)
+    val-00000/
+
+Each cell is a CSR row of vocabulary ids and values; shards are opened with
+``numpy.load(mmap_mode="r")`` so reading a cell costs two slices and the corpus is never
+held in memory. (``benchmarks/perf/corpus_io.py`` compares this with LMDB.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+from cgc.errors import CorpusError, InputFileError, PriorsMismatchError
+from cgc.preprocess import looks_like_counts, normalize_log1p
+from cgc.priors.bundle import GenePriors
+
+MANIFEST = "corpus.json"
+CORPUS_VERSION = 1
+
+
+@dataclass
+class _ShardWriter:
+    root: Path
+    split: str
+    shard_size: int
+
+    def __post_init__(self) -> None:
+        self.shards: list[dict[str, Any]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self.genes: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, genes: np.ndarray, values: np.ndarray) -> None:
+        self.genes.append(genes.astype(np.int32))
+        self.values.append(values.astype(np.float32))
+        if len(self.genes) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.genes:
+            return
+        name = f"{self.split}-{len(self.shards):05d}"
+        d = self.root / name
+        d.mkdir(parents=True)
+        lens = np.array([len(g) for g in self.genes], dtype=np.int64)
+        np.save(d / "indptr.npy", np.concatenate([[0], np.cumsum(lens)]))
+        np.save(d / "genes.npy", np.concatenate(self.genes))
+        np.save(d / "values.npy", np.concatenate(self.values))
+        self.shards.append({"name": name, "split": self.split, "n_cells": len(lens)})
+        self._reset()
+
+
+def _open(src: ad.AnnData | str | Path) -> tuple[ad.AnnData, str, bool]:
+    if isinstance(src, ad.AnnData):
+        return src, "<AnnData>", False
+    p = Path(src)
+    if not p.is_file():
+        raise InputFileError(f"corpus input {p} not found")
+    return ad.read_h5ad(p, backed="r"), str(p), True
+
+
+def build_corpus(
+    inputs: Sequence[ad.AnnData | str | Path],
+    out: str | Path,
+    priors: GenePriors,
+    shard_size: int = 100_000,
+    seed: int = 0,
+    val_fraction: float = 0.01,
+    id_type: str = "symbol",
+    normalize: str = "auto",
+    min_genes: int = 200,
+    min_mapped_fraction: float = 0.5,
+    chunk_size: int = 4096,
+    save_priors: bool = True,
+) -> Path:
+    """Pre-process ``.h5ad`` files into a sharded corpus directory.
+
+    Per cell: QC (at least ``min_genes`` detected genes), normalisation and ``log1p``,
+    mapping to the priors vocabulary (unmapped genes dropped and reported), then the
+    non-zero genes are written. Cells go to the validation split with probability
+    ``val_fraction`` (seeded). Inputs are read in chunks (``backed="r"``).
+
+    Parameters
+    ----------
+    inputs
+        ``.h5ad`` paths or AnnData objects (cells × genes).
+    out
+        Output directory (must not exist or be empty).
+    priors
+        Gene priors bundle defining the vocabulary; saved to ``out/priors`` when
+        ``save_priors``.
+    shard_size
+        Cells per shard.
+    seed
+        Seed of the train/validation split.
+    val_fraction
+        Fraction of cells held out (SPEC: 1%).
+    id_type
+        ``"symbol"`` or ``"ensembl"`` for ``var_names``.
+    normalize
+        ``"auto"`` (total-count + ``log1p`` if ``X`` holds counts, else as is),
+        ``"total"`` (always), ``"log1p"`` (``log1p`` only, e.g. FPKM), ``"none"``.
+    min_genes
+        QC threshold on detected genes per cell.
+    min_mapped_fraction
+        Fail if fewer genes of an input map to the vocabulary.
+    chunk_size
+        Cells read at once.
+    save_priors
+        Copy the priors bundle into the corpus directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The corpus directory.
+
+    """
+    root = Path(out)
+    if root.exists() and any(root.iterdir()):
+        raise CorpusError(f"corpus output {root} exists and is not empty; choose a new --out")
+    tmp = root.with_name(root.name + ".building")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    writers = {s: _ShardWriter(tmp, s, shard_size) for s in ("train", "val")}
+    sources = []
+    for src in inputs:
+        adata, name, backed = _open(src)
+        try:
+            ids, report = priors.map_genes(list(adata.var_names), id_type)
+            report.check(min_mapped_fraction, where=name)
+            cols = np.flatnonzero(ids >= 0)
+            # Keep the first column of each vocabulary id.
+            _, first = np.unique(ids[cols], return_index=True)
+            cols = np.sort(cols[first])
+            col_ids = ids[cols]
+            n_kept = n_qc = 0
+            mode = normalize
+            for start in range(0, adata.n_obs, chunk_size):
+                x = sp.csr_matrix(adata.X[start : start + chunk_size], dtype=np.float32)
+                if mode == "auto":
+                    mode = "total" if looks_like_counts(x) else "none"
+                detected = np.diff(x.indptr)
+                if mode == "total":
+                    x = normalize_log1p(x)
+                elif mode == "log1p":
+                    x = x.copy()
+                    np.log1p(x.data, out=x.data)
+                x = x[:, cols].tocsr()
+                x.eliminate_zeros()
+                split = rng.random(x.shape[0]) < val_fraction
+                for r in range(x.shape[0]):
+                    if detected[r] < min_genes:
+                        n_qc += 1
+                        continue
+                    lo, hi = x.indptr[r], x.indptr[r + 1]
+                    if hi == lo:
+                        n_qc += 1
+                        continue
+                    w = writers["val" if split[r] else "train"]
+                    w.add(col_ids[x.indices[lo:hi]], x.data[lo:hi])
+                    n_kept += 1
+            sources.append({"source": name, "n_cells": int(adata.n_obs), "n_kept": n_kept,
+                            "n_failed_qc": n_qc, "normalize": mode,
+                            "mapping": report.to_dict()})
+        finally:
+            if backed:
+                adata.file.close()
+    for w in writers.values():
+        w.flush()
+    shards = writers["train"].shards + writers["val"].shards
+    if not writers["train"].shards:
+        shutil.rmtree(tmp)
+        raise CorpusError(
+            f"no cell passed QC (min_genes={min_genes}) with mapped genes; lower min_genes "
+            "or check the inputs"
+        )
+    manifest = {
+        "version": CORPUS_VERSION,
+        "priors_hash": priors.content_hash,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "min_genes": min_genes,
+        "id_type": id_type,
+        "shards": shards,
+        "sources": sources,
+        "n_train": sum(s["n_cells"] for s in writers["train"].shards),
+        "n_val": sum(s["n_cells"] for s in writers["val"].shards),
+    }
+    if save_priors:
+        priors.save(tmp / "priors")
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    if root.exists():
+        root.rmdir()
+    os.replace(tmp, root)
+    return root
+
+
+class CorpusReader:
+    """Random access to the cells of one split of a corpus directory.
+
+    Parameters
+    ----------
+    path
+        Corpus directory written by :func:`build_corpus`.
+    split
+        ``"train"`` or ``"val"``.
+    rank, world_size
+        Distributed partition: with at least ``world_size`` shards, rank ``r`` opens
+        only shards ``r, r + world_size, ...``; otherwise it takes every
+        ``world_size``-th cell.
+
+    """
+
+    def __init__(self, path: str | Path, split: str = "train", rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.root = Path(path)
+        self.manifest = read_manifest(self.root)
+        shards = [s for s in self.manifest["shards"] if s["split"] == split]
+        if len(shards) >= world_size:
+            shards = shards[rank::world_size]
+            self._stride, self._offset = 1, 0
+        else:
+            self._stride, self._offset = world_size, rank
+        self._indptr, self._genes, self._values = [], [], []
+        counts = []
+        for s in shards:
+            d = self.root / s["name"]
+            try:
+                ip = np.load(d / "indptr.npy", mmap_mode="r")
+                g = np.load(d / "genes.npy", mmap_mode="r")
+                v = np.load(d / "values.npy", mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise CorpusError(f"corpus shard {d} is missing or truncated ({exc}); "
+                                  "rebuild the corpus") from exc
+            if len(ip) != s["n_cells"] + 1 or len(g) != ip[-1] or len(v) != ip[-1]:
+                raise CorpusError(f"corpus shard {d} does not match {MANIFEST}; rebuild it")
+            self._indptr.append(ip)
+            self._genes.append(g)
+            self._values.append(v)
+            counts.append(s["n_cells"])
+        self._cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        total = int(self._cum[-1])
+        self._n = len(range(self._offset, total, self._stride))
+
+    @property
+    def priors_hash(self) -> str:
+        """Content hash of the priors bundle the corpus was built with."""
+        return str(self.manifest["priors_hash"])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(gene ids, log-normalised values)`` of cell ``i``."""
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        j = self._offset + i * self._stride
+        s = int(np.searchsorted(self._cum, j, side="right") - 1)
+        r = j - int(self._cum[s])
+        lo, hi = int(self._indptr[s][r]), int(self._indptr[s][r + 1])
+        return (np.asarray(self._genes[s][lo:hi], dtype=np.int64),
+                np.asarray(self._values[s][lo:hi], dtype=np.float32))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and check ``corpus.json`` of a corpus directory."""
+    p = Path(path) / MANIFEST
+    try:
+        manifest = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise CorpusError(
+            f"{p} not found: {path} is not a built corpus; run `cgcbench corpus build`"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{p} is corrupted ({exc}); rebuild the corpus") from exc
+    if manifest.get("version") != CORPUS_VERSION:
+        raise CorpusError(f"{p}: unsupported corpus version {manifest.get('version')}")
+    return manifest
+
+
+def check_corpus_priors(path: str | Path, priors: GenePriors) -> None:
+    """Raise :class:`PriorsMismatchError` if the corpus was built with other priors."""
+    h = read_manifest(path)["priors_hash"]
+    if h != priors.content_hash:
+        raise PriorsMismatchError(
+            f"corpus {path} was built with priors {h[:12]} but the model uses "
+            f"{priors.content_hash[:12]}; rebuild the corpus with these priors "
+            "(`cgcbench corpus build --priors <bundle or checkpoint>/priors`)"
+        )
+
+
+def is_corpus_dir(path: str | Path) -> bool:
+    """Return ``True`` if ``path`` is a directory with a corpus manifest."""
+    return (Path(path) / MANIFEST).is_file()
