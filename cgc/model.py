@@ -86,9 +86,11 @@ class CGCModel(nn.Module):
         self.node_encoder = NodeEncoder(config, priors.n_genes, max(priors.text_dim, 1))
         if config.use_graph:
             self.edge_encoder: EdgeEncoder | None = EdgeEncoder(config)
-            self.convs = nn.ModuleList(CGCConv(d) for _ in range(config.n_gnn_layers))
-            self.node_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.n_gnn_layers))
-            self.edge_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.n_gnn_layers))
+            n = config.n_gnn_layers
+            # The last layer's edge update (eq. 6) would never be read: skip it.
+            self.convs = nn.ModuleList(CGCConv(d, update_edges=k < n - 1) for k in range(n))
+            self.node_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(n))
+            self.edge_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(max(n - 1, 0)))
         else:
             self.edge_encoder = None
             self.convs = nn.ModuleList()
@@ -125,12 +127,13 @@ class CGCModel(nn.Module):
         if self.edge_encoder is not None and batch.edge_index.numel():
             e = self.edge_encoder(batch.edge_tftg, batch.edge_corr, batch.edge_pos,
                                   batch.edge_kind)
-            for conv, nn_, en in zip(self.convs, self.node_norms, self.edge_norms, strict=True):
+            last = len(self.convs) - 1
+            for k, (conv, norm) in enumerate(zip(self.convs, self.node_norms, strict=True)):
                 x_new, e_new = conv(x, batch.edge_index, e)
-                if self.config.gnn_residual:
-                    x, e = nn_(x + x_new), en(e + e_new)
-                else:
-                    x, e = x_new, e_new
+                res = self.config.gnn_residual
+                x = norm(x + x_new) if res else x_new
+                if k < last:
+                    e = self.edge_norms[k](e + e_new) if res else e_new
         layout = PackedLayout.from_ptr(batch.ptr)
         h = self.transformer(x, layout)
         return CGCOutput(h=h, h_cell=h[batch.ptr[:-1]], layout=layout, is_cell=batch.is_cell)

@@ -35,6 +35,9 @@ class CGCConv(MessagePassing):
         Width of node and edge features.
     hidden
         Hidden width of both MLPs (default: ``channels``).
+    update_edges
+        Compute eq. 6. The last layer of a stack can skip it (its edge output is unused);
+        ``forward`` then returns the input edge features unchanged.
 
     Shapes
     ------
@@ -44,19 +47,21 @@ class CGCConv(MessagePassing):
 
     """
 
-    def __init__(self, channels: int, hidden: int | None = None) -> None:
+    def __init__(self, channels: int, hidden: int | None = None,
+                 update_edges: bool = True) -> None:
         super().__init__(aggr="mean", flow="source_to_target")
         self.channels = channels
         self.hidden = hidden or channels
         self.mlp_n = MLP3(3 * channels, self.hidden, channels)
-        self.mlp_e = MLP3(3 * channels, self.hidden, channels)
+        self.mlp_e = MLP3(3 * channels, self.hidden, channels) if update_edges else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Re-initialise both MLPs."""
         super().reset_parameters()
         self.mlp_n.reset_parameters()
-        self.mlp_e.reset_parameters()
+        if self.mlp_e is not None:
+            self.mlp_e.reset_parameters()
 
     def _first_layer(self, mlp: nn.Sequential, x: Tensor, edge_attr: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
@@ -73,6 +78,8 @@ class CGCConv(MessagePassing):
         """Return updated node and edge features ``(x', e')``."""
         n_i, n_j, n_e = self._first_layer(self.mlp_n, x, edge_attr)
         x_new = self.propagate(edge_index, a=n_i, b=n_j, e=n_e, size=(x.size(0), x.size(0)))
+        if self.mlp_e is None:
+            return x_new, edge_attr
         e_i, e_j, e_e = self._first_layer(self.mlp_e, x, edge_attr)
         e_new = self.edge_updater(edge_index, a=e_i, b=e_j, e=e_e,
                                   size=(x.size(0), x.size(0)))
@@ -84,10 +91,12 @@ class CGCConv(MessagePassing):
 
     def edge_update(self, a_i: Tensor, b_j: Tensor, e: Tensor) -> Tensor:
         """Compute ``mlp_e([x_i, x_j, e_ij])`` from the pre-projected first layer."""
+        assert self.mlp_e is not None
         return _tail(self.mlp_e, a_i + b_j + e)
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.channels}, hidden={self.hidden})"
+        return (f"{self.__class__.__name__}({self.channels}, hidden={self.hidden}, "
+                f"update_edges={self.mlp_e is not None})")
 
 
 def _tail(mlp: nn.Sequential, h: Tensor) -> Tensor:
@@ -103,8 +112,9 @@ def cgc_conv_reference(conv: CGCConv, x: Tensor, edge_index: Tensor, edge_attr: 
     src, dst = edge_index
     h = torch.cat([x[dst], x[src], edge_attr], dim=-1)
     msg = conv.mlp_n(h)
+    e_new = conv.mlp_e(h) if conv.mlp_e is not None else edge_attr
     out = torch.zeros_like(x)
     cnt = torch.zeros(x.size(0), 1, dtype=x.dtype, device=x.device)
     out.index_add_(0, dst, msg)
     cnt.index_add_(0, dst, torch.ones_like(msg[:, :1]))
-    return out / cnt.clamp(min=1), conv.mlp_e(h)
+    return out / cnt.clamp(min=1), e_new

@@ -12,6 +12,7 @@ is a function of the step, so a killed run resumed with ``resume=True`` continue
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -327,9 +328,13 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
     val_loader = _loader(val_set, range(len(val_set)), tcfg.batch_size, tcfg.num_workers)
     net: torch.nn.Module = model
     if info.distributed:
-        net = DistributedDataParallel(model, broadcast_buffers=False,
-                                      device_ids=[info.device] if info.device.type == "cuda"
-                                      else None)
+        # The text table buffer is identical on every rank: never re-broadcast it.
+        sync_kw = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                   inspect.signature(DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+        net = DistributedDataParallel(
+            model, device_ids=[info.device] if info.device.type == "cuda" else None, **sync_kw
+        )
     train_loader = _loader(stream, range(step * per_step, total * per_step), tcfg.batch_size,
                            tcfg.num_workers)
     metrics_f = out / "metrics.jsonl"
@@ -411,7 +416,23 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
             t0 = time.perf_counter()  # exclude evaluation/checkpoint time from cells/s
             if step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+    digests = ddp.gather_objects(weights_digest(model), info)
+    if info.is_main:
+        (out / "ranks.json").write_text(json.dumps({"step": step, "weights_sha256": digests}))
+        if len(set(digests)) > 1:
+            say("warning: ranks ended with different weights")
     return PretrainResult(out, step, last_ckpt, history)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Return a sha256 over all parameters (to check that DDP ranks agree)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
