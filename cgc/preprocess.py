@@ -139,9 +139,9 @@ def sample_genes(values: np.ndarray, max_genes: int = 1200, seed: Seed = 0,
 def bin_values(values: np.ndarray, n_bins: int = 51) -> np.ndarray:
     """Bin one cell's values into relative bins ``0..n_bins-1`` (scGPT style).
 
-    Zeros go to bin 0; non-zero values go to bins ``1..n_bins-1`` by their position among
-    the ``n_bins - 1`` quantiles of the cell's non-zero values, so the result depends only
-    on the ranks within the cell.
+    Zeros go to bin 0; non-zero values go to bins ``1..n_bins-1``, the ``n_bins - 1``
+    equal-mass quantile bins of the cell's non-zero values (ties share a bin), so the result
+    depends only on the ranks within the cell.
 
     Parameters
     ----------
@@ -161,8 +161,9 @@ def bin_values(values: np.ndarray, n_bins: int = 51) -> np.ndarray:
     if not nz.any():
         return out
     v = values[nz]
-    edges = np.quantile(v, np.linspace(0, 1, n_bins - 1))
-    out[nz] = np.clip(np.digitize(v, edges, right=True), 1, n_bins - 1)
+    # n_bins - 1 equal-mass bins for non-zero values: n_bins - 2 interior quantile edges.
+    edges = np.quantile(v, np.linspace(0, 1, n_bins))[1:-1]
+    out[nz] = np.digitize(v, edges, right=True) + 1
     return out
 
 
