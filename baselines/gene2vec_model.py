@@ -175,7 +175,7 @@ class Gene2vecAdapter(ModelAdapter, GeneEmbeddingMixin):
     iterations
         Training rounds, one epoch each over freshly shuffled pairs (Gene2vec: 10). *quick*: 5.
     n_hvg
-        Genes per data set entering the correlation (*quick*: 500).
+        Highly variable genes per data set entering the correlation (5000; *quick*: 1000).
     min_corr, max_pairs
         Pair threshold and per-data-set cap.
     top_k
