@@ -151,6 +151,13 @@ class ModelAdapter(abc.ABC):
 class GeneEmbeddingMixin(abc.ABC):
     """Zero-shot gene embeddings."""
 
+    def fit_genes(self, adata: AnnData) -> None:  # noqa: B027
+        """Learn from a task's expression matrix before :meth:`embed_genes` (default: no-op).
+
+        Zero-shot models keep the default; data-driven controls (co-expression) use it. A suite
+        calls it only when its task carries an expression matrix.
+        """
+
     @abc.abstractmethod
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:
         """Return one row per gene the model knows (index = the gene id as given).
@@ -288,8 +295,12 @@ class Suite(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def prepare(self, adata: AnnData, card: Any, seed: int) -> TaskData:
-        """Build the task data for one dataset and seed (splits fixed by the seed)."""
+    def prepare(self, adata: AnnData | None, card: Any, seed: int) -> TaskData:
+        """Build the task data for one dataset and seed (splits fixed by the seed).
+
+        ``adata`` is the validated AnnData for cards with an ``[anndata]`` section and ``None``
+        for table cards (gene labels, networks), whose files the suite resolves from ``card``.
+        """
 
     @abc.abstractmethod
     def run(self, adapter: ModelAdapter, task: TaskData, seed: int, workdir: Path) -> SuiteResult:

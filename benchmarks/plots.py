@@ -90,3 +90,73 @@ def umap_coordinates(embedding: np.ndarray, seed: int, n_neighbors: int = 15) ->
     )
     sc.tl.umap(tmp, random_state=seed)
     return np.asarray(tmp.obsm["X_umap"])
+
+
+def roc_curves_plot(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], aucs: Sequence[float], path: Path, title: str
+) -> Path:
+    """ROC curve of each cross-validation fold, with the mean curve and the chance diagonal."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4), dpi=110)
+    grid = np.linspace(0, 1, 101)
+    interp = []
+    for i, ((fpr, tpr), auc) in enumerate(zip(curves, aucs, strict=True)):
+        ax.plot(fpr, tpr, lw=1, alpha=0.45, label=f"fold {i + 1} (AUC {auc:.2f})")
+        interp.append(np.interp(grid, fpr, tpr))
+    ax.plot(
+        grid,
+        np.mean(interp, axis=0),
+        lw=2.2,
+        color="black",
+        label=f"mean (AUC {np.mean(aucs):.2f} ± {np.std(aucs, ddof=1):.2f})",
+    )
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def precision_recall_plot(
+    precision: np.ndarray, recall: np.ndarray, density: float, path: Path, title: str
+) -> Path:
+    """Precision-recall curve of edge scores against the random baseline (the edge density)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=110)
+    ax.plot(recall, precision, lw=1.5, label="model")
+    ax.axhline(density, ls="--", color="grey", lw=1, label=f"random ({density:.3f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, max(0.05, float(np.max(precision)) * 1.05))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def heatmap_plot(table: pd.DataFrame, path: Path, title: str, cbar_label: str) -> Path:
+    """A labelled heat-map of a numeric table (e.g. gene programs × cell types)."""
+    n_rows, n_cols = table.shape
+    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * n_cols, 1.2 + 0.28 * n_rows), dpi=110)
+    im = ax.imshow(
+        table.to_numpy(dtype=float),
+        cmap="RdBu_r",
+        aspect="auto",
+        vmin=-np.nanmax(np.abs(table.to_numpy(dtype=float))),
+        vmax=np.nanmax(np.abs(table.to_numpy(dtype=float))),
+    )
+    ax.set_xticks(range(n_cols), labels=[str(c) for c in table.columns], rotation=60, ha="right")
+    ax.set_yticks(range(n_rows), labels=[str(r) for r in table.index], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, label=cbar_label)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -23,6 +23,8 @@ MODELS: dict[str, str] = {
     "pca-logreg": "baselines.pca_logreg:PCALogRegAdapter",
     "pca": "baselines.pca:PCAAdapter",
     "random": "baselines.random_embedding:RandomEmbeddingAdapter",
+    "shuffled": "baselines.shuffled:ShuffledEmbeddingAdapter",
+    "coexpression": "baselines.coexpression:CoexpressionAdapter",
     "scvi": "baselines.scvi_models:SCVIAdapter",
     "scanvi": "baselines.scvi_models:SCANVIAdapter",
     "scgpt": "baselines.scgpt_model:ScGPTAdapter",
@@ -36,6 +38,9 @@ MODELS: dict[str, str] = {
 
 SUITES: dict[str, str] = {
     "annotation": "benchmarks.suites.annotation:AnnotationSuite",
+    "gene-classification": "benchmarks.suites.gene_classification:GeneClassificationSuite",
+    "grn": "benchmarks.suites.grn:GRNSuite",
+    "clustering": "benchmarks.suites.clustering:ClusteringSuite",
 }
 """Built-in suites: name → ``module:Class``."""
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.data.load import UserKeys, load_dataset
+from benchmarks.data.cards import get_card
+from benchmarks.data.load import UserKeys, is_user_file, load_dataset
 from benchmarks.errors import CgcbenchError
 from benchmarks.interface import ModelAdapter, Suite, TaskData, config_hash, model_info_dict
 from benchmarks.registry import ModelSpec, build_model, parse_model, suite_class
@@ -105,7 +106,11 @@ class MatrixRunner:
         """Load, validate and split every dataset for every seed (raises on bad input)."""
         prepared = []
         for name in self.dataset_names():
-            card, adata = load_dataset(name, self.req.keys)
+            card = None if is_user_file(name) else get_card(name)
+            if card is not None and card.anndata is None:
+                adata = None  # tables (gene labels, networks): the suite reads the card's files
+            else:
+                card, adata = load_dataset(name, self.req.keys)
             for seed in self.req.seeds:
                 seed_everything(seed)
                 task = self.suite.prepare(adata, card, seed)

@@ -76,8 +76,10 @@ class AnnotationSuite(Suite):
         self.options.setdefault("min_genes", 10)
         self.options["unseen_labels"] = sorted(self.options.get("unseen_labels") or [])
 
-    def prepare(self, adata: ad.AnnData, card: Any, seed: int) -> TaskData:
+    def prepare(self, adata: ad.AnnData | None, card: Any, seed: int) -> TaskData:
         """QC, then the declared or a seeded stratified reference/query split."""
+        if adata is None:
+            raise InputError(f"dataset {card.name} (kind {card.kind}) has no cells; annotation needs an h5ad")
         meta = adata.uns["cgcbench"]
         label_key = meta.get("label_key")
         where = meta["dataset"].get("path", card.name)

@@ -38,8 +38,11 @@ class MlflowLogger:
     """Creates experiments and runs with :class:`mlflow.MlflowClient` (no global state)."""
 
     def __init__(self, tracking_uri: str, results_dir: Path) -> None:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         import mlflow
 
+        if os.environ["MLFLOW_LOGGING_LEVEL"] == "WARNING":
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
         self.artifact_root = (results_dir / "mlartifacts").resolve()
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
