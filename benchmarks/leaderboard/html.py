@@ -1,0 +1,333 @@
+"""Render the static HTML site: ``index.html`` (overview) and one ``suite-<name>.html`` per suite."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from benchmarks.leaderboard import templates
+from benchmarks.leaderboard.ablation import AblationResult
+from benchmarks.leaderboard.aggregate import Provenance, Row, SuiteBoard
+from benchmarks.leaderboard.assets import PLOT_KINDS, SiteImage
+from benchmarks.leaderboard.charts import Bar, bar_chart
+
+
+@dataclass
+class SiteContext:
+    """What every page shows in its footer and disclaimer."""
+
+    generated_at: str
+    version: str
+    n_records: int
+    sources: list[str]
+    dropped: str = ""
+
+
+def _env() -> jinja2.Environment:
+    loader = jinja2.DictLoader(
+        {
+            "base.html": templates.BASE,
+            "macros.html": templates.MACROS,
+            "index.html": templates.INDEX,
+            "suite.html": templates.SUITE,
+        }
+    )
+    return jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def suite_href(suite: str) -> str:
+    """File name of a suite's page."""
+    return f"suite-{re.sub(r'[^A-Za-z0-9_-]', '_', suite)}.html"
+
+
+def anchor(text: str) -> str:
+    """An HTML id made of ``text``."""
+    return "d-" + re.sub(r"[^A-Za-z0-9_-]", "_", text)
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _short(h: str, n: int = 12) -> str:
+    return h[:n] if len(h) > n else h
+
+
+def _prov_view(row: Row) -> dict[str, Any]:
+    p: Provenance = row.provenance
+    wall = f"{p.wall_time_s[0]:.1f} s mean, {p.wall_time_s[1]:.1f} s max per run" if p.wall_time_s else "—"
+    mem = f"{p.peak_rss_mb:.0f} MB RSS" if p.peak_rss_mb is not None else "—"
+    if p.gpu_peak_mb is not None:
+        mem += f", {p.gpu_peak_mb:.0f} MB GPU"
+    sha = next(iter(p.dataset_sha256.values()), "")
+    summary = " · ".join(
+        x
+        for x in (
+            f"v {p.dataset_version}",
+            f"sha {_short(sha, 8)}" if sha else "",
+            f"git {', '.join(p.git_commits)}",
+            f"{p.wall_time_s[0]:.1f} s" if p.wall_time_s else "",
+            f"{p.peak_rss_mb:.0f} MB" if p.peak_rss_mb is not None else "",
+        )
+        if x
+    )
+    return {
+        "summary": summary,
+        "dataset": row.summary.dataset,
+        "version": p.dataset_version,
+        "sha256": p.dataset_sha256,
+        "model": row.label,
+        "init": p.init,
+        "checkpoints": p.checkpoint_sha256,
+        "seeds": ", ".join(map(str, p.seeds)),
+        "git": ", ".join(p.git_commits),
+        "hardware": "; ".join(p.hardware),
+        "wall": wall,
+        "memory": mem,
+        "packages": ", ".join(f"{k} {v}" for k, v in p.packages.items()) or "—",
+        "records": p.record_ids,
+    }
+
+
+def _row_view(row: Row, board: SuiteBoard) -> dict[str, Any]:
+    s = row.summary
+    cells = []
+    na_reason = "; ".join(s.reasons) if s.reasons else ""
+    for metric in board.meta.headline_metrics:
+        stat = s.metrics.get(metric)
+        rank = row.ranks.get(metric)
+        title = ""
+        if stat is None:
+            title = f"not applicable: {na_reason}" if s.statuses.get("NOT_APPLICABLE") else ""
+            if not title and s.statuses.get("FAILED"):
+                title = "failed: " + "; ".join(s.errors)
+        elif metric in row.control_reaches_best:
+            title = "this control reaches the best model's mean"
+        cells.append(
+            {
+                "metric": metric,
+                "text": s.cell(metric),
+                "sort": "" if stat is None else repr(stat[0]),
+                "rank": (f"{rank:g}" if rank is not None else ""),
+                "best": metric in row.best,
+                "reach": metric in row.control_reaches_best,
+                "na": stat is None,
+                "title": title,
+            }
+        )
+    return {
+        "suite": s.suite,
+        "suite_href": suite_href(s.suite),
+        "dataset": s.dataset,
+        "anchor": anchor(s.dataset),
+        "label": row.label,
+        "init": s.init,
+        "is_control": row.is_control,
+        "n_seeds": len(s.seeds),
+        "seeds": ", ".join(map(str, s.seeds)),
+        "cells": cells,
+        "overall": f"{row.overall_rank:.2f}"
+        if row.overall_rank is not None
+        else ("control" if row.is_control else "—"),
+        "overall_sort": "" if row.overall_rank is None else repr(row.overall_rank),
+        "status": row.status_text,
+        "prov": _prov_view(row),
+    }
+
+
+def _metric_views(board: SuiteBoard) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": m,
+            "high": board.meta.better_high(m),
+            "first": "descending" if board.meta.better_high(m) else "ascending",
+        }
+        for m in board.meta.headline_metrics
+    ]
+
+
+def _charts(rows: Sequence[Row], board: SuiteBoard) -> list[Markup]:
+    out = []
+    for metric in board.meta.headline_metrics:
+        bars = [
+            Bar(r.label, *r.summary.metrics[metric][:2], is_control=r.is_control, best=metric in r.best)
+            for r in rows
+            if metric in r.summary.metrics
+        ]
+        if bars:
+            out.append(Markup(bar_chart(metric, bars, board.meta.better_high(metric))))
+    return out
+
+
+def _plots(
+    rows: Sequence[Row], images: Mapping[str, list[SiteImage]]
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    order = [k for k, _ in PLOT_KINDS] + ["other plot"]
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        finished = [r for r in row.records if r["status"] == "FINISHED" and images.get(r["record_id"])]
+        if not finished:
+            continue
+        rec = finished[0]
+        for img in images[rec["record_id"]]:
+            by_kind.setdefault(img.kind, []).append(
+                {"src": img.relpath, "model": row.label, "init": row.summary.init, "seed": rec["seed"]}
+            )
+    return [(k, by_kind[k]) for k in order if k in by_kind]
+
+
+def _ablation_views(results: Sequence[AblationResult], init_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for a in results:
+        improves = a.improves
+        out.append(
+            {
+                "variant": a.variant,
+                "base": a.base,
+                "metric": a.metric,
+                "high": a.higher_is_better,
+                "init": init_of.get(a.variant, ""),
+                "n": a.diff.n,
+                "seeds": ", ".join(map(str, a.seeds)),
+                "base_mean": repr(a.base_mean),
+                "variant_mean": repr(a.variant_mean),
+                "base_text": _num(a.base_mean),
+                "variant_text": _num(a.variant_mean),
+                "diff": repr(a.diff.mean),
+                "diff_text": f"{a.diff.mean:+.3f}",
+                "interval": a.interval_text(),
+                "css": "" if improves is None else ("improve" if improves else "worsen"),
+            }
+        )
+    return out
+
+
+def _run_views(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        for r in row.records:
+            prov = r.get("provenance") or {}
+            res = prov.get("resources") or {}
+            git = prov.get("git") or {}
+            hw = prov.get("hardware") or {}
+            status = r["status"].lower().replace("_", " ")
+            if r.get("reason"):
+                status += f": {r['reason']}"
+            elif r.get("error"):
+                status += f": {r['error'].get('type')}: {str(r['error'].get('message'))[:160]}"
+            out.append(
+                {
+                    "model": row.label,
+                    "is_control": row.is_control,
+                    "seed": r["seed"],
+                    "status": status,
+                    "init": r["model"].get("init"),
+                    "checkpoint": r["model"].get("checkpoint_sha256") or "—",
+                    "git": str(git.get("commit") or "unknown")[:12] + ("+dirty" if git.get("dirty") else ""),
+                    "wall": _num(res.get("wall_time_s"), 1),
+                    "wall_v": res.get("wall_time_s") if res.get("wall_time_s") is not None else "",
+                    "rss": _num(res.get("peak_rss_mb"), 0),
+                    "rss_v": res.get("peak_rss_mb") if res.get("peak_rss_mb") is not None else "",
+                    "gpu": _num(res.get("gpu_peak_mb"), 0),
+                    "gpu_v": res.get("gpu_peak_mb") if res.get("gpu_peak_mb") is not None else "",
+                    "hardware": ", ".join(
+                        str(x)
+                        for x in (hw.get("gpu") or hw.get("device"), hw.get("cpu"), hw.get("platform"))
+                        if x
+                    ),
+                    "record_id": r["record_id"],
+                    "run_id": (r.get("mlflow") or {}).get("run_id"),
+                }
+            )
+    return out
+
+
+def _filter_options(boards: Sequence[SuiteBoard]) -> dict[str, list[str]]:
+    rows = [r for b in boards for r in b.rows]
+    return {
+        "suite": sorted({b.meta.name for b in boards}),
+        "dataset": sorted({r.summary.dataset for r in rows}),
+        "model": sorted({r.label for r in rows}),
+        "init": sorted({r.summary.init for r in rows}),
+    }
+
+
+def render_site(
+    out: Path,
+    boards: Sequence[SuiteBoard],
+    ablations: Sequence[AblationResult],
+    images: Mapping[str, list[SiteImage]],
+    ctx: SiteContext,
+) -> list[Path]:
+    """Write ``index.html`` and the suite pages into ``out``; return the files written."""
+    env = _env()
+    nav = [{"name": b.meta.name, "href": suite_href(b.meta.name)} for b in boards]
+    common = {
+        "css": templates.CSS,
+        "js": templates.JS,
+        "suites": nav,
+        "generated_at": ctx.generated_at,
+        "version": ctx.version,
+        "n_records": ctx.n_records,
+        "sources": ctx.sources,
+        "dropped": ctx.dropped,
+        "filter_options": _filter_options(boards),
+        "n_pretrained": sum(r.summary.init == "pretrained" for b in boards for r in b.rows),
+    }
+    written = []
+    suites_view = []
+    for b in boards:
+        suites_view.append(
+            {
+                "name": b.meta.name,
+                "href": suite_href(b.meta.name),
+                "description": b.meta.description,
+                "metrics": _metric_views(b),
+                "rows": [_row_view(r, b) for r in b.rows],
+            }
+        )
+    index = env.get_template("index.html").render(
+        **{**common, "suites": suites_view}, page="index", title="Overview"
+    )
+    (out / "index.html").write_text(index, encoding="utf-8")
+    written.append(out / "index.html")
+    for b in boards:
+        datasets = []
+        for d in b.datasets:
+            first = d.rows[0].records[0]["dataset"]
+            init_of = {r.label: r.summary.init for r in d.rows}
+            datasets.append(
+                {
+                    "name": d.dataset,
+                    "anchor": anchor(d.dataset),
+                    "version": first.get("version"),
+                    "sha256": first.get("sha256") or {},
+                    "rows": [_row_view(r, b) for r in d.rows],
+                    "charts": _charts(d.rows, b),
+                    "plots": _plots(d.rows, images),
+                    "ablations": _ablation_views(
+                        [a for a in ablations if a.suite == b.meta.name and a.dataset == d.dataset], init_of
+                    ),
+                    "runs": _run_views(d.rows),
+                }
+            )
+        view = {
+            "name": b.meta.name,
+            "description": b.meta.description,
+            "metrics": _metric_views(b),
+            "datasets": datasets,
+        }
+        page = env.get_template("suite.html").render(
+            **common, page=b.meta.name, title=b.meta.name, suite=view
+        )
+        path = out / suite_href(b.meta.name)
+        path.write_text(page, encoding="utf-8")
+        written.append(path)
+    return written
