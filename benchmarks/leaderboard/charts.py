@@ -51,7 +51,7 @@ def bar_chart(metric: str, bars: Sequence[Bar], higher_is_better: bool = True, w
     height = top + row_h * len(bars) + 18
     arrow = "↑" if higher_is_better else "↓"
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
+        f'<svg class="chart" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(metric)}: mean ± sd over seeds">',
         f'<text x="4" y="15" class="ct">{escape(metric)} {arrow} <tspan class="cs">mean ± sd</tspan></text>',
     ]

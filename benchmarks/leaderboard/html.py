@@ -270,8 +270,8 @@ def render_site(
     env = _env()
     nav = [{"name": b.meta.name, "href": suite_href(b.meta.name)} for b in boards]
     common = {
-        "css": templates.CSS,
-        "js": templates.JS,
+        "css": Markup(templates.CSS),
+        "js": Markup(templates.JS),
         "suites": nav,
         "generated_at": ctx.generated_at,
         "version": ctx.version,
