@@ -18,6 +18,11 @@ CELL_KEY = {"batches": "cells_per_type", "perturb": "cells_per_condition", "bulk
 """What ``--cells`` sets in each design."""
 
 
+@app.callback()
+def _group() -> None:
+    """Simulated datasets (SERGIO)."""
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``key=value`` strings → dict; values parsed as JSON when they can be (numbers, lists)."""
     out: dict[str, Any] = {}
