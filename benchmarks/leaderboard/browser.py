@@ -41,7 +41,7 @@ def missing_requirements() -> str | None:
     return None
 
 
-def screenshot(site: Path, dest: Path, width: int = 1280, height: int = 820, max_kb: int = 400) -> Path:
+def screenshot(site: Path, dest: Path, width: int = 1280, height: int = 820, max_kb: int = 120) -> Path:
     """Save a PNG of the overview page ``site/index.html`` (the top ``height`` pixels).
 
     The image is palette-quantised when it exceeds ``max_kb`` so that it stays small enough

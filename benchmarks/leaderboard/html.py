@@ -56,22 +56,16 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _short(h: str, n: int = 12) -> str:
-    return h[:n] if len(h) > n else h
-
-
 def _prov_view(row: Row) -> dict[str, Any]:
     p: Provenance = row.provenance
     wall = f"{p.wall_time_s[0]:.1f} s mean, {p.wall_time_s[1]:.1f} s max per run" if p.wall_time_s else "—"
     mem = f"{p.peak_rss_mb:.0f} MB RSS" if p.peak_rss_mb is not None else "—"
     if p.gpu_peak_mb is not None:
         mem += f", {p.gpu_peak_mb:.0f} MB GPU"
-    sha = next(iter(p.dataset_sha256.values()), "")
     summary = " · ".join(
         x
         for x in (
-            f"v {p.dataset_version}",
-            f"sha {_short(sha, 8)}" if sha else "",
+            f"data {p.dataset_version}",
             f"git {', '.join(p.git_commits)}",
             f"{p.wall_time_s[0]:.1f} s" if p.wall_time_s else "",
             f"{p.peak_rss_mb:.0f} MB" if p.peak_rss_mb is not None else "",

@@ -39,7 +39,9 @@ border:1px solid #bbb;color:#555;background:#fff}
 .badge.pretrained{border-color:#2c7;color:#064}
 .badge.scratch{border-color:#c93;color:#743}
 .na{color:#8a6d3b}
-.status{max-width:280px;font-size:12px;color:var(--muted)}
+.status{min-width:110px;max-width:280px;font-size:12px;color:var(--muted)}
+.model-name{white-space:nowrap}
+.tablewrap{overflow-x:auto;max-width:100%}
 details.prov summary{cursor:pointer;font-size:12px;color:var(--muted);white-space:nowrap}
 details.prov dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;font-size:12px;margin:6px 0;
 max-width:560px}
@@ -196,7 +198,7 @@ MACROS = """
 {%- endmacro %}
 
 {% macro board(rows, metrics, show_dataset, table_id) -%}
-<table class="board sortable" id="{{ table_id }}">
+<div class="tablewrap"><table class="board sortable" id="{{ table_id }}">
 <thead><tr>
 {% if show_dataset %}<th data-sort="text">dataset</th>{% endif %}
 <th data-sort="text">model</th><th data-sort="text">init</th><th data-sort="num">seeds</th>
@@ -220,7 +222,7 @@ MACROS = """
 <td>{{ prov(r.prov) }}</td>
 </tr>
 {% endfor %}</tbody>
-</table>
+</table></div>
 {%- endmacro %}
 """
 
