@@ -105,8 +105,12 @@ def corpus_build(
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split.")] = 0,
     val_fraction: Annotated[float, typer.Option()] = 0.01,
     min_genes: Annotated[int, typer.Option(help="QC: minimum detected genes.")] = 200,
+    min_mapped_fraction: Annotated[float, typer.Option(
+        help="Fail if a smaller fraction of an input's genes maps to the vocabulary.")] = 0.5,
     id_type: Annotated[str, typer.Option(help="'symbol' or 'ensembl'.")] = "symbol",
     normalize: Annotated[str, typer.Option(help="auto|total|log1p|none")] = "auto",
+    n_hvg: Annotated[int | None, typer.Option(
+        help="Keep the N most variable genes per input (paper: 10000).")] = None,
     priors: Annotated[Path | None, typer.Option(
         help="Existing priors bundle (or checkpoint) to map genes with.")] = None,
     priors_dir: PriorsDir = None,
@@ -131,7 +135,8 @@ def corpus_build(
                                       **_priors_kwargs(text_encoder, text_cache, id_type))
         path = build_corpus(list(inputs), out, bundle, shard_size=shard_size, seed=seed,
                             val_fraction=val_fraction, id_type=id_type, normalize=normalize,
-                            min_genes=min_genes)
+                            min_genes=min_genes, min_mapped_fraction=min_mapped_fraction,
+                            n_hvg=n_hvg)
     except CGCError as exc:
         raise _fail(exc) from exc
     typer.echo(f"corpus written to {path}")
@@ -159,6 +164,8 @@ def pretrain_cmd(
     id_type: Annotated[str, typer.Option(help="'symbol' or 'ensembl'.")] = "symbol",
     shard_size: Annotated[int, typer.Option()] = 100_000,
     min_genes: Annotated[int, typer.Option(help="QC: minimum detected genes.")] = 200,
+    min_mapped_fraction: Annotated[float, typer.Option(
+        help="Fail if a smaller fraction of an input's genes maps to the vocabulary.")] = 0.5,
     device: Annotated[str | None, typer.Option(help="cpu | cuda (default: auto)")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -177,7 +184,7 @@ def pretrain_cmd(
             sources=src if src.vocab_path is not None else None,
             priors_kwargs=_priors_kwargs(text_encoder, text_cache, id_type),
             corpus_kwargs={"shard_size": shard_size, "id_type": id_type,
-                           "min_genes": min_genes},
+                           "min_genes": min_genes, "min_mapped_fraction": min_mapped_fraction},
             device=device, progress=progress,
         )
     except CGCError as exc:

@@ -94,6 +94,30 @@ def normalize_log1p(x: sp.spmatrix | np.ndarray, target_sum: float = 1e4) -> sp.
     return x.astype(np.float32)
 
 
+def highly_variable(s1: np.ndarray, s2: np.ndarray, n: int, n_top: int) -> np.ndarray:
+    """Pick the ``n_top`` genes of highest variance from streamed moments.
+
+    Parameters
+    ----------
+    s1, s2
+        Per-gene sums of values and of squared values (log-normalised) over ``n`` cells.
+    n
+        Number of cells.
+    n_top
+        Number of genes kept (SPEC: 10,000 per experiment).
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted column positions of the selected genes.
+
+    """
+    var = s2 / max(n, 1) - (s1 / max(n, 1)) ** 2
+    if len(var) <= n_top:
+        return np.arange(len(var))
+    return np.sort(np.argsort(-var, kind="stable")[:n_top])
+
+
 def looks_like_counts(x: sp.spmatrix | np.ndarray, n: int = 10000) -> bool:
     """Return ``True`` if the (first ``n``) stored values are non-negative integers."""
     data = x.data if sp.issparse(x) else np.asarray(x).ravel()

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from cgc.errors import CorpusError, InputFileError, PriorsMismatchError
-from cgc.preprocess import looks_like_counts, normalize_log1p
+from cgc.preprocess import highly_variable, looks_like_counts, normalize_log1p
 from cgc.priors.bundle import GenePriors
 
 MANIFEST = "corpus.json"
@@ -90,6 +90,7 @@ def build_corpus(
     min_mapped_fraction: float = 0.5,
     chunk_size: int = 4096,
     save_priors: bool = True,
+    n_hvg: int | None = None,
 ) -> Path:
     """Pre-process ``.h5ad`` files into a sharded corpus directory.
 
@@ -126,6 +127,9 @@ def build_corpus(
         Cells read at once.
     save_priors
         Copy the priors bundle into the corpus directory.
+    n_hvg
+        Keep only the ``n_hvg`` most variable mapped genes of each input (SPEC: 10,000
+        per experiment); ``None`` keeps every gene.
 
     Returns
     -------
@@ -152,19 +156,22 @@ def build_corpus(
             # Keep the first column of each vocabulary id.
             _, first = np.unique(ids[cols], return_index=True)
             cols = np.sort(cols[first])
+            mode = normalize
+            if mode == "auto":
+                head = sp.csr_matrix(adata.X[: min(adata.n_obs, 1000)])
+                mode = "total" if looks_like_counts(head) else "none"
+            if n_hvg is not None and len(cols) > n_hvg:
+                s1, s2 = np.zeros(len(cols)), np.zeros(len(cols))
+                for start in range(0, adata.n_obs, chunk_size):
+                    x, _ = _normalised_chunk(adata, start, chunk_size, mode)
+                    x = x[:, cols]
+                    s1 += np.asarray(x.sum(0)).ravel()
+                    s2 += np.asarray(x.multiply(x).sum(0)).ravel()
+                cols = cols[highly_variable(s1, s2, adata.n_obs, n_hvg)]
             col_ids = ids[cols]
             n_kept = n_qc = 0
-            mode = normalize
             for start in range(0, adata.n_obs, chunk_size):
-                x = sp.csr_matrix(adata.X[start : start + chunk_size], dtype=np.float32)
-                if mode == "auto":
-                    mode = "total" if looks_like_counts(x) else "none"
-                detected = np.diff(x.indptr)
-                if mode == "total":
-                    x = normalize_log1p(x)
-                elif mode == "log1p":
-                    x = x.copy()
-                    np.log1p(x.data, out=x.data)
+                x, detected = _normalised_chunk(adata, start, chunk_size, mode)
                 x = x[:, cols].tocsr()
                 x.eliminate_zeros()
                 split = rng.random(x.shape[0]) < val_fraction
@@ -213,6 +220,19 @@ def build_corpus(
         root.rmdir()
     os.replace(tmp, root)
     return root
+
+
+def _normalised_chunk(adata: ad.AnnData, start: int, size: int, mode: str
+                      ) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Read cells ``start:start+size``; return normalised values and detected-gene counts."""
+    x = sp.csr_matrix(adata.X[start : start + size], dtype=np.float32)
+    detected = np.diff(x.indptr)
+    if mode == "total":
+        x = normalize_log1p(x)
+    elif mode == "log1p":
+        x = x.copy()
+        np.log1p(x.data, out=x.data)
+    return x, detected
 
 
 class CorpusReader:

@@ -278,6 +278,10 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
                                    {"seed": seed, **corpus_kwargs}, priors_kwargs)
     manifest = read_manifest(cdir)
     say(f"corpus {cdir}: {manifest['n_train']} train / {manifest['n_val']} val cells")
+    for src in manifest["sources"]:
+        m = src["mapping"]
+        say(f"  {src['source']}: {src['n_kept']}/{src['n_cells']} cells kept, "
+            f"{m['n_mapped']}/{m['n_input']} genes mapped ({m['n_unmapped']} unmapped)")
 
     torch.manual_seed(seed)
     model = init_model if init_model is not None else CGCModel(mcfg, priors)

@@ -143,3 +143,20 @@ def test_cli_corpus_build(pbmc_small: ad.AnnData, priors: GenePriors, tmp_path: 
     r = runner.invoke(app, ["corpus", "build", "--inputs", str(tmp_path / "x.h5ad"),
                             "--out", str(tmp_path / "c"), "--priors", str(tmp_path / "bundle")])
     assert r.exit_code == 2 and "not empty" in r.output
+
+
+def test_corpus_hvg_and_reader(pbmc_small: ad.AnnData, priors: GenePriors, tmp_path: Path
+                               ) -> None:
+    from cgc.train.corpus import CorpusReader
+
+    c = build_corpus([pbmc_small[:300]], tmp_path / "c", priors, shard_size=100, n_hvg=200,
+                     min_genes=100, val_fraction=0.1, save_priors=False)
+    r0, r1 = CorpusReader(c, rank=0, world_size=2), CorpusReader(c, rank=1, world_size=2)
+    full = CorpusReader(c)
+    assert len(r0) + len(r1) == len(full)
+    genes = set()
+    for i in range(len(full)):
+        g, v = full[i]
+        assert (v > 0).all() and len(g) == len(set(g.tolist()))
+        genes |= set(g.tolist())
+    assert len(genes) <= 200
