@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -257,6 +258,19 @@ def run(
         ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="skip cells already finished with the same config")] = False,
+    timeout_per_run: Annotated[
+        float | None,
+        typer.Option(help="kill a cell after this many seconds and record it FAILED (implies --isolate)"),
+    ] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(
+            help="run each cell in its own process: a crash or out-of-memory kill fails only that cell"
+        ),
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option(help="write JSON records only; push them to MLflow later with `cgcbench sync`")
+    ] = False,
 ) -> None:
     """Run SUITE for every model × dataset × seed and print a results table."""
     from benchmarks.data.load import UserKeys
@@ -284,6 +298,9 @@ def run(
         suite_options=suite_options,
         model_params=model_params,
         resume=resume,
+        timeout_per_run=timeout_per_run,
+        isolate=isolate,
+        offline=offline,
     )
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -318,6 +335,23 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command()
+def sync(
+    results_dir: Annotated[Path, typer.Option(envvar="CGCBENCH_RESULTS", help="results directory")] = Path(
+        "cgcbench-results"
+    ),
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default: the local store)")
+    ] = None,
+    all_records: Annotated[bool, typer.Option("--all", help="re-log records already in MLflow too")] = False,
+) -> None:
+    """Push records written with --offline (or all records) to an MLflow store."""
+    from benchmarks.tracking.sync import sync_records
+
+    n, skipped = sync_records(results_dir, tracking_uri, include_logged=all_records)
+    console.print(f"logged {n} record(s) to MLflow; {skipped} already there")
+
+
 def _mount_cgc() -> None:
     """Mount ``cgcbench pretrain`` and ``cgcbench corpus`` from the cgc library when present."""
     try:
@@ -339,6 +373,11 @@ def _mount_cgc() -> None:
 _mount_cgc()
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: staging files are removed and no record claims success."""
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 def main() -> None:
     """Entry point of the ``cgcbench`` console script."""
     logging.basicConfig(
@@ -347,6 +386,7 @@ def main() -> None:
     )
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = app(standalone_mode=False)
     except CgcbenchError as exc:
@@ -357,8 +397,8 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("interrupted: finished cells are recorded; rerun with --resume to complete")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -11,11 +11,11 @@ record, which is written last and atomically.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import tempfile
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.cell import CellJob, execute_cell, execute_isolated
 from benchmarks.data.cards import get_card
 from benchmarks.data.load import UserKeys, is_user_file, load_dataset
 from benchmarks.errors import CgcbenchError
-from benchmarks.interface import ModelAdapter, Suite, TaskData, config_hash, model_info_dict
-from benchmarks.registry import ModelSpec, build_model, parse_model, suite_class
+from benchmarks.interface import Suite, TaskData, config_hash
+from benchmarks.registry import ModelSpec, parse_model, suite_class
 from benchmarks.tracking.mlflow_log import MlflowLogger, default_tracking_uri
-from benchmarks.tracking.provenance import ResourceMeter, git_commit, hardware, package_versions
+from benchmarks.tracking.provenance import git_commit, hardware, package_versions
 from benchmarks.tracking.records import CellKey, Record, read_record, record_path, write_record
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class RunRequest:
     suite_options: dict[str, Any] = field(default_factory=dict)
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     resume: bool = False
+    timeout_per_run: float | None = None
+    isolate: bool = False
+    offline: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +69,35 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
     except ImportError:
         pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(results_dir: Path) -> list[Path]:
+    """Delete staging and half-moved artifact dirs left by killed runs (not by live ones)."""
+    removed = []
+    for path in results_dir.glob(".staging-*"):
+        parts = path.name.split("-")
+        pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        if pid is None or not _pid_alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    artifacts = results_dir / "artifacts"
+    if artifacts.is_dir():
+        for path in artifacts.rglob(".*.incoming-*"):
+            pid_text = path.name.rsplit("-", 1)[-1]
+            if not pid_text.isdigit() or not _pid_alive(int(pid_text)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
 
 
 @dataclass
@@ -128,9 +161,12 @@ class MatrixRunner:
         """
         prepared = self.prepare()
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        uri = self.req.tracking_uri or default_tracking_uri(self.results_dir)
-        tracker = MlflowLogger(uri, self.results_dir)
-        tracker.check_reachable()
+        remove_stale_staging(self.results_dir)
+        tracker = None
+        if not self.req.offline:
+            uri = self.req.tracking_uri or default_tracking_uri(self.results_dir)
+            tracker = MlflowLogger(uri, self.results_dir)
+            tracker.check_reachable()
         if on_total is not None:
             on_total(self.n_cells(prepared))
         records = []
@@ -154,7 +190,20 @@ class MatrixRunner:
             "task_params": item.task.params,
         }
 
-    def _run_cell(self, item: PreparedTask, spec: ModelSpec, tracker: MlflowLogger) -> dict[str, Any]:
+    def _job(self, item: PreparedTask, spec: ModelSpec, staging: Path) -> CellJob:
+        return CellJob(
+            suite=self.suite.name,
+            suite_quick=self.suite.quick,
+            suite_options=self.suite.options,
+            spec=spec,
+            seed=item.seed,
+            quick=self.req.quick,
+            model_params=self.req.model_params.get(spec.name, {}),
+            task=item.task,
+            staging=staging,
+        )
+
+    def _run_cell(self, item: PreparedTask, spec: ModelSpec, tracker: MlflowLogger | None) -> dict[str, Any]:
         config = self._cell_config(item, spec)
         key = CellKey(self.suite.name, item.dataset, spec.label, item.seed, config_hash(config))
         existing = record_path(self.results_dir, key)
@@ -165,73 +214,53 @@ class MatrixRunner:
                 return rec
         self.on_progress("start", key, None)
         started = time.time()
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.results_dir))
-        model_info: dict[str, Any] = {
-            "name": spec.name,
-            "variant": spec.variant,
-            "label": spec.label,
-        }
-        record = Record(
-            key=key,
-            status="FAILED",
-            dataset=item.task.dataset,
-            model=model_info,
-            config=config,
-            params=item.task.params,
-        )
-        meter = ResourceMeter()
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.results_dir))
         try:
-            seed_everything(item.seed)
-            adapter: ModelAdapter = build_model(
-                spec,
-                seed=item.seed,
-                quick=self.req.quick,
-                **self.req.model_params.get(spec.name, {}),
+            job = self._job(item, spec, staging)
+            isolate = self.req.isolate or self.req.timeout_per_run is not None
+            outcome = execute_isolated(job, self.req.timeout_per_run) if isolate else execute_cell(job)
+            if outcome.status == "FAILED" and outcome.error:
+                log.error("cell %s failed: %s", key.record_id, outcome.error["message"])
+            record = Record(
+                key=key,
+                status=outcome.status,
+                dataset=item.task.dataset,
+                model=outcome.model,
+                config=config,
+                metrics=outcome.metrics,
+                params=outcome.params,
+                reason=outcome.reason,
+                error=outcome.error,
             )
-            record.model = model_info_dict(adapter.info())
-            gap = self.suite.requirement_gap(adapter.capabilities, item.task)
-            if gap is not None:
-                record.status, record.reason = "NOT_APPLICABLE", gap
-            else:
-                with meter:
-                    result = self.suite.run(adapter, item.task, item.seed, staging)
-                record.model = model_info_dict(adapter.info())  # init/checkpoint known after fit
-                record.metrics = dict(result.metrics) | adapter.extra_metrics()
-                record.params = {**item.task.params, **result.params}
-                record.artifacts = self._publish_artifacts(staging, key, result)
-                record.status = "FINISHED"
-        except Exception as exc:  # one cell's failure never stops the matrix
-            record.status = "FAILED"
-            record.error = {
-                "type": type(exc).__name__,
-                "message": str(exc)[:2000],
-                "traceback": traceback.format_exc(),
-            }
-            log.error("cell %s failed: %s", key.record_id, exc)
+            if outcome.status == "FINISHED":
+                record.artifacts = self._publish_artifacts(staging, key, outcome.artifacts)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         record.provenance = {
             **self._static_prov,
-            "resources": meter.as_dict(),
+            "resources": outcome.resources,
+            "isolated": isolate,
             "started_at_ms": int(started * 1000),
             "ended_at_ms": int(time.time() * 1000),
         }
         data = record.to_json()
-        try:
-            data["mlflow"] = tracker.log_record(data, self.results_dir)
-        except Exception as exc:
-            data["mlflow"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if tracker is None:
+            data["mlflow"] = {"offline": True}
+        else:
+            try:
+                data["mlflow"] = tracker.log_record(data, self.results_dir)
+            except Exception as exc:
+                data["mlflow"] = {"error": f"{type(exc).__name__}: {exc}"}
         record.mlflow = data["mlflow"]
         write_record(self.results_dir, record)
         self.on_progress("done", key, data)
         return data
 
-    def _publish_artifacts(self, staging: Path, key: CellKey, result: Any) -> list[str]:
+    def _publish_artifacts(self, staging: Path, key: CellKey, files: list[Path]) -> list[str]:
         final = self.results_dir / "artifacts" / key.relpath
-        files = [a.path for a in result.artifacts if Path(a.path).is_file()]
         if not files:
             return []
-        tmp = final.with_name(f".{final.name}.incoming")
+        tmp = final.with_name(f".{final.name}.incoming-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for path in files:

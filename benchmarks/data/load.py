@@ -145,6 +145,18 @@ def _standardise_var(adata: ad.AnnData, card: DatasetCard, spec: AnnDataSpec, pa
         var["ensembl_id"] = names
     elif spec.ensembl_column:
         var["ensembl_id"] = var[spec.ensembl_column].astype(str).values
+    looks_ensembl = float(np.mean([n.startswith(("ENSG", "ENSMUSG", "ENS")) for n in names]))
+    if card.gene_id_type == "ensembl" and looks_ensembl < 0.5:
+        raise InputError(
+            f"{path}: dataset {card.name} declares Ensembl gene ids but only {looks_ensembl:.0%} of "
+            f"var_names look like Ensembl ids (e.g. {', '.join(names[:3])}); fix gene_id_type in the "
+            "card or put the Ensembl ids in var_names"
+        )
+    if card.gene_id_type == "symbol" and looks_ensembl > 0.5:
+        raise InputError(
+            f"{path}: dataset {card.name} declares gene symbols but {looks_ensembl:.0%} of var_names "
+            f"are Ensembl ids (e.g. {', '.join(names[:3])}); fix gene_id_type in the card"
+        )
     dup = names[names.duplicated()]
     if len(dup):
         examples = ", ".join(sorted(set(dup))[:5])

@@ -7,10 +7,13 @@ anywhere else. Browse it with ``mlflow ui --backend-store-uri sqlite:///<results
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +48,28 @@ class MlflowLogger:
             logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
         self.artifact_root = (results_dir / "mlartifacts").resolve()
-        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self.lock_path = results_dir / ".mlflow.lock"
+        if tracking_uri.startswith(("http://", "https://")):
+            self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        else:  # a database store may run its migrations on first use: once, under the lock
+            try:
+                with self._lock():
+                    self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+                    self.client.search_experiments(max_results=1)
+            except Exception as exc:
+                raise CgcbenchError(
+                    f"MLflow tracking store {tracking_uri} cannot be opened ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0][:200]}); pass --tracking-uri with a writable store"
+                ) from exc
         self._experiments: dict[str, str] = {}
 
     def check_reachable(self, timeout: float = 5.0) -> None:
-        """Fail fast, before any training, when the tracking store cannot be used."""
+        """Fail fast, before any training, when the tracking store cannot be used.
+
+        A server gets a ``/health`` probe with a ``timeout`` (MLflow's own client would retry
+        for minutes); a database store is opened — under the results-dir lock, so that
+        concurrent first use of a new sqlite store runs its migrations once.
+        """
         if self.tracking_uri.startswith(("http://", "https://")):
             import urllib.request
 
@@ -61,7 +81,8 @@ class MlflowLogger:
                     "or drop --tracking-uri/MLFLOW_TRACKING_URI to use the local store"
                 ) from exc
         try:
-            self.client.search_experiments(max_results=1)
+            with self._lock():
+                self.client.search_experiments(max_results=1)
         except Exception as exc:
             raise CgcbenchError(
                 f"MLflow tracking store {self.tracking_uri} is unreachable "
@@ -90,9 +111,34 @@ class MlflowLogger:
         self._experiments[name] = exp_id
         return exp_id
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise writes of concurrent cgcbench processes sharing this results directory."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
-        """Log a finished record (any status) as one MLflow run; return its identifiers."""
+        """Log a finished record (any status) as one MLflow run; return its identifiers.
+
+        Runs logged earlier for the same cell (same record id: a re-run after ``--resume`` or
+        a crash between logging and writing the record) are deleted first, so each cell has
+        exactly one live run.
+        """
+        with self._lock():
+            return self._log_record(record, results_dir)
+
+    def _log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
         exp_id = self.experiment_id(record["suite"])
+        previous = self.client.search_runs(
+            [exp_id], filter_string=f"tags.`cgcbench.record_id` = '{record['record_id']}'"
+        )
+        for run in previous:
+            self.client.delete_run(run.info.run_id)
         model = record["model"]
         tags: dict[str, str] = {
             "mlflow.runName": f"{record['dataset']['name']}/{model['label']}/seed{record['seed']}",

@@ -95,56 +95,70 @@ def hardware() -> dict[str, Any]:
 
 @dataclass
 class ResourceMeter:
-    """Measures wall time, CPU time and peak RSS of this process over a block.
+    """Measures wall time, CPU time and peak RSS of a process (this one by default) over a block.
 
-    Peak RSS is sampled every ``interval`` seconds by a background thread (the process-lifetime
-    ``ru_maxrss`` cannot tell one matrix cell from the next); GPU peak memory comes from
-    ``torch.cuda.max_memory_allocated`` when CUDA is in use.
+    Peak RSS and CPU time are sampled every ``interval`` seconds by a background thread (the
+    process-lifetime ``ru_maxrss`` cannot tell one matrix cell from the next); with ``pid`` the
+    meter watches another process, e.g. an isolated cell's child. GPU peak memory comes from
+    ``torch.cuda.max_memory_allocated`` when CUDA is in use in this process.
     """
 
     interval: float = 0.05
+    pid: int | None = None
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
     peak_rss_mb: float = 0.0
     gpu_peak_mb: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
-    def __enter__(self) -> ResourceMeter:
-        self._proc = psutil.Process()
-        self._t0 = time.perf_counter()
+    def _cpu(self) -> float:
         cpu = self._proc.cpu_times()
-        self._cpu0 = cpu.user + cpu.system
-        self.peak_rss_mb = self._proc.memory_info().rss / 2**20
+        return cpu.user + cpu.system
+
+    def _read(self) -> None:
+        try:
+            self.peak_rss_mb = max(self.peak_rss_mb, self._proc.memory_info().rss / 2**20)
+            self._cpu_last = self._cpu()
+        except psutil.Error:  # the watched process has exited
+            pass
+
+    def __enter__(self) -> ResourceMeter:
+        self._proc = psutil.Process(self.pid)
+        self._t0 = time.perf_counter()
+        self._cpu0 = 0.0 if self.pid is not None else self._cpu()
+        self._cpu_last = self._cpu0
+        self._read()
         self._stop.clear()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
-        try:
-            import torch
+        if self.pid is None:
+            try:
+                import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-        except ImportError:
-            pass
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
+            except ImportError:
+                pass
         return self
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self.peak_rss_mb = max(self.peak_rss_mb, self._proc.memory_info().rss / 2**20)
+            self._read()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_rss_mb = max(self.peak_rss_mb, self._proc.memory_info().rss / 2**20)
+        self._read()
         self.wall_time_s = time.perf_counter() - self._t0
-        cpu = self._proc.cpu_times()
-        self.cpu_time_s = cpu.user + cpu.system - self._cpu0
-        try:
-            import torch
+        self.cpu_time_s = self._cpu_last - self._cpu0
+        if self.pid is None:
+            try:
+                import torch
 
-            if torch.cuda.is_available():
-                self.gpu_peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        except ImportError:
-            pass
+                if torch.cuda.is_available():
+                    self.gpu_peak_mb = torch.cuda.max_memory_allocated() / 2**20
+            except ImportError:
+                pass
 
     def as_dict(self) -> dict[str, float | None]:
         """The measurements, rounded for records."""
