@@ -33,7 +33,7 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
-from benchmarks.errors import InputError
+from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
 from benchmarks.plots import umap_coordinates, umap_plot
 
@@ -95,6 +95,13 @@ class ClusteringSuite(Suite):
         """QC; the data set must declare (or be given) a label key and a batch key."""
         if adata is None:
             raise InputError(f"dataset {card.name} (kind {card.kind}) has no cells; clustering needs an h5ad")
+        try:
+            import scib  # noqa: F401
+        except ImportError as exc:
+            raise CgcbenchError(
+                f"the clustering suite computes its metrics with scib, which is not importable ({exc}); "
+                "install it with pip install 'cgcbench[metrics]'"
+            ) from exc
         meta = adata.uns["cgcbench"]
         where = meta["dataset"].get("path", card.name)
         label_key, batch_key = meta.get("label_key"), meta.get("batch_key")
