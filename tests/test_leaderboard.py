@@ -2,7 +2,8 @@
 
 The records come from ``cgcbench run annotation --quick`` with the ``majority`` control, the
 ``pca-logreg`` baseline and a ``pca-logreg:pcs10`` variant (registered for the test run only) on
-the PBMC set, seeds 0 and 1; every expected value below is recomputed from those records.
+the PBMC set, seeds 0 and 1, plus the ``random`` control, which cannot annotate and is recorded
+as not applicable; every expected value below is recomputed from those records.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from benchmarks.leaderboard.markdown import RESULTS_SCHEMA
 
 METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 MODELS = ("majority", "pca-logreg", "pca-logreg:pcs10")
+NOT_APPLICABLE = "random"
 
 # Runs the CLI with a test-only variant of pca-logreg (10 principal components instead of 50).
 _RUN_WITH_VARIANT = (
@@ -44,7 +46,7 @@ _RUN_WITH_VARIANT = (
 
 @pytest.fixture(scope="session")
 def results_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """A results dir with records of real quick annotation runs (3 models × 2 seeds)."""
+    """A results dir with records of real quick annotation runs (4 models × 2 seeds)."""
     root = tmp_path_factory.mktemp("lb-results")
     env = dict(
         os.environ,
@@ -53,7 +55,14 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> 
         CGCBENCH_DATA_DIR=str(tmp_path_factory.mktemp("lb-cache")),
     )
     env.pop("MLFLOW_TRACKING_URI", None)
-    args = ["run", "annotation", "--models", ",".join(MODELS), "--datasets", "pbmc68k_reduced"]
+    args = [
+        "run",
+        "annotation",
+        "--models",
+        ",".join((*MODELS, NOT_APPLICABLE)),
+        "--datasets",
+        "pbmc68k_reduced",
+    ]
     args += ["--seeds", "0,1", "--quick", "--results-dir", str(root / "results")]
     proc = subprocess.run(
         [sys.executable, "-c", _RUN_WITH_VARIANT, *args],
@@ -109,21 +118,26 @@ def test_t_interval_by_hand():
 
 
 def test_records_of_the_real_runs(raw_records):
-    assert len(raw_records) == 6 and {r["status"] for r in raw_records} == {"FINISHED"}
-    assert {r["model"]["label"] for r in raw_records} == set(MODELS)
+    assert len(raw_records) == 8
+    assert {r["model"]["label"] for r in raw_records if r["status"] == "FINISHED"} == set(MODELS)
+    na = [r for r in raw_records if r["model"]["label"] == NOT_APPLICABLE]
+    assert len(na) == 2 and {r["status"] for r in na} == {"NOT_APPLICABLE"} and na[0]["reason"]
     variant = next(r for r in raw_records if r["model"]["label"] == "pca-logreg:pcs10")
     assert variant["model"]["name"] == "pca-logreg" and variant["model"]["variant"] == "pcs10"
 
 
 def test_results_json_matches_records(site, raw_records):
     doc = json.loads((site / "results.json").read_text())
-    assert doc["schema"] == RESULTS_SCHEMA and doc["n_records"] == 6
+    assert doc["schema"] == RESULTS_SCHEMA and doc["n_records"] == 8
     (suite,) = doc["suites"]
     assert suite["name"] == "annotation" and suite["headline_metrics"] == list(METRICS)
     (dataset,) = suite["datasets"]
     assert dataset["name"] == "pbmc68k_reduced" and len(dataset["sha256"]["pbmc68k_reduced.h5ad"]) == 64
     rows = {row["model"]: row for row in dataset["rows"]}
-    assert set(rows) == set(MODELS)
+    assert set(rows) == {*MODELS, NOT_APPLICABLE}
+    na = rows[NOT_APPLICABLE]
+    assert na["metrics"] == {} and na["statuses"] == {"NOT_APPLICABLE": 2} and na["ranks"] == {}
+    assert "annotation" in na["reasons"][0]
     for label in MODELS:
         for metric in METRICS:
             vals = _values(raw_records, label, metric)
@@ -164,7 +178,7 @@ def test_ablation_variant_against_base(site, raw_records):
         assert a["diff"]["low"] == pytest.approx(diffs.mean() - half)
         assert a["diff"]["high"] == pytest.approx(diffs.mean() + half)
     # the same module, called directly on one seed, cannot give an interval
-    one_seed = [r for r in raw_records if r["seed"] == 0]
+    one_seed = [r for r in raw_records if r["seed"] == 0 and r["status"] == "FINISHED"]
     (res, *_) = ablations(one_seed, {"annotation": ["accuracy"]})
     assert res.diff.n == 1 and res.interval_text() == "n<2"
 
@@ -175,7 +189,9 @@ def test_markdown_tables(site, raw_records):
     assert "| model | init | seeds | accuracy ↑ |" in md
     acc = _cell_text(_values(raw_records, "majority", "accuracy"))
     assert any(line.startswith("| *majority (control)* | none | 0,1 | " + acc) for line in md.splitlines())
-    assert "Ablations (variant − base" in md and "| pca-logreg:pcs10 | pca-logreg | accuracy | 2 |" in md
+    na_line = next(line for line in md.splitlines() if line.startswith(f"| *{NOT_APPLICABLE} (control)*"))
+    assert "n/a" in na_line and "not_applicable×2 — annotation needs task kind annotation" in na_line
+    assert "Ablations (variant − base" and "| pca-logreg:pcs10 | pca-logreg | accuracy | 2 |" in md
 
 
 def test_site_is_self_contained(site):
@@ -194,27 +210,28 @@ def test_site_is_self_contained(site):
 
 def test_duplicates_and_superseded(results_dir):
     report = load_records([results_dir, results_dir])
-    assert len(report.records) == 6 and report.duplicates == 6 and report.superseded == []
+    assert len(report.records) == 8 and report.duplicates == 8 and report.superseded == []
     recs = records_from_dir(results_dir)
     clone = type(recs[0])(dict(recs[0].data, record_id=recs[0].record_id + "-rerun"), "x", recs[0].resolve)
     clone.data["provenance"] = dict(
         clone.data["provenance"], ended_at_ms=clone.data["provenance"]["ended_at_ms"] + 1
     )
     kept, dups, superseded = deduplicate([*recs, clone])
-    assert dups == 0 and superseded == [recs[0].record_id] and clone in kept and len(kept) == 6
+    assert dups == 0 and superseded == [recs[0].record_id] and clone in kept and len(kept) == 8
 
 
 def test_build_from_mlflow_matches_records_dir(results_dir, site, tmp_path):
     out = tmp_path / "from-mlflow"
     result = build(out, tracking_uris=[f"sqlite:///{results_dir}/mlflow.db"])
-    assert len(result.load.records) == 6
+    assert len(result.load.records) == 8
     a = json.loads((out / "results.json").read_text())["suites"]
     b = json.loads((site / "results.json").read_text())["suites"]
     rows_a = {r["model"]: r["metrics"] for r in a[0]["datasets"][0]["rows"]}
     rows_b = {r["model"]: r["metrics"] for r in b[0]["datasets"][0]["rows"]}
     assert rows_a.keys() == rows_b.keys()
     for label in rows_a:
-        for metric in METRICS:
+        assert rows_a[label].keys() == rows_b[label].keys()
+        for metric in rows_a[label]:
             assert rows_a[label][metric]["mean"] == pytest.approx(rows_b[label][metric]["mean"])
     assert len(list((out / "assets").rglob("*.png"))) == 5  # plots downloaded from the MLflow runs
 
@@ -270,26 +287,34 @@ def _board_rows(page) -> list[str]:
 def test_overview_in_headless_chromium(browser, site, raw_records, tmp_path):
     page, problems = _open(browser, site / "index.html")
     assert "not the published models' numbers" in page.inner_text("#disclaimer")
-    # rows: the two ranked models by overall rank, then the control
+    # rows: the two ranked models by overall rank, then the controls
     rows = _board_rows(page)
-    assert sorted(rows[:2]) == ["pca-logreg", "pca-logreg:pcs10"] and rows[2] == "majority"
+    assert sorted(rows[:2]) == ["pca-logreg", "pca-logreg:pcs10"] and rows[2:] == ["majority", NOT_APPLICABLE]
     for label in MODELS:
         cell = page.inner_text(f'#board-annotation tr[data-model="{label}"] td[data-metric="accuracy"] .val')
         assert cell == _cell_text(_values(raw_records, label, "accuracy"))
     assert page.get_attribute('#board-annotation tr[data-model="majority"]', "class") == "control"
     best = page.eval_on_selector_all("#board-annotation td.best[data-metric='f1_macro']", "c => c.length")
     assert best >= 1
+    # a not-applicable row says why
+    na_cell = f'#board-annotation tr[data-model="{NOT_APPLICABLE}"] td[data-metric="accuracy"]'
+    assert page.inner_text(na_cell) == "n/a"
+    assert "needs task kind annotation" in page.get_attribute(na_cell, "title")
+    na_status = page.inner_text(f'#board-annotation tr[data-model="{NOT_APPLICABLE}"] td.status')
+    assert "not applicable: annotation needs task kind annotation" in na_status
 
     # sorting: first click puts the best accuracy first, the second click reverses
     header = '#board-annotation th[data-metric="accuracy"]'
     page.click(header)
     accs = {label: _values(raw_records, label, "accuracy").mean() for label in MODELS}
     assert page.get_attribute(header, "aria-sort") == "descending"
-    assert [accs[m] for m in _board_rows(page)] == sorted(accs.values(), reverse=True)
+    order = _board_rows(page)  # rows without a value stay last in both directions
+    assert [accs[m] for m in order[:3]] == sorted(accs.values(), reverse=True) and order[3] == NOT_APPLICABLE
     page.click(header)
-    assert [accs[m] for m in _board_rows(page)] == sorted(accs.values())
+    order = _board_rows(page)
+    assert [accs[m] for m in order[:3]] == sorted(accs.values()) and order[3] == NOT_APPLICABLE
     page.click('#board-annotation th:has-text("model")')
-    assert _board_rows(page) == sorted(MODELS)
+    assert _board_rows(page) == sorted((*MODELS, NOT_APPLICABLE))
 
     # filtering: by model, by init, then reset
     page.select_option("#filter-model", "majority")
@@ -301,7 +326,7 @@ def test_overview_in_headless_chromium(browser, site, raw_records, tmp_path):
     page.select_option("#filter-suite", "annotation")
     assert page.is_visible("#suite-annotation")
     page.click("#reset-filters")
-    assert len(_board_rows(page)) == 3
+    assert len(_board_rows(page)) == 4
 
     shot = page.screenshot(path=str(tmp_path / "overview.png"))
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
@@ -319,7 +344,7 @@ def test_suite_page_in_headless_chromium(browser, site):
     ablation_rows = page.eval_on_selector_all("table.ablation tbody tr", "r => r.length")
     assert ablation_rows == len(METRICS)
     runs = page.eval_on_selector_all("table.runs tbody tr", "r => r.length")
-    assert runs == 6
+    assert runs == 8
     page.select_option("#filter-model", "majority")
     visible_figs = page.eval_on_selector_all("figure", "f => f.filter(x => !x.hidden).length")
     assert visible_figs == 1  # the majority control's confusion matrix

@@ -9,6 +9,7 @@ at the run's artifact root under their file names.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ def records_from_mlflow(tracking_uri: str, experiment_prefix: str = "cgcbench/")
 
     Artifacts are downloaded on demand into a temporary directory.
     """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     from mlflow.entities import ViewType
 
