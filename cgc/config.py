@@ -76,7 +76,10 @@ class CGCConfig:
         Add a residual connection and LayerNorm around each GNN layer (our choice; the
         published equations are applied unchanged inside the layer).
     dropout
-        Dropout probability of the Transformer.
+        Dropout probability of the Transformer's residual branches and FFN.
+    attn_dropout
+        Dropout on attention weights. Default 0: a non-zero value forces PyTorch's
+        unfused (math) attention kernel, several times slower on CPU.
     gene_loss_weight, cell_loss_weight
         Weights of eq. 10 and eq. 11 (paper: 1:1).
 
@@ -100,6 +103,7 @@ class CGCConfig:
     n_special: int = 4
     gnn_residual: bool = True
     dropout: float = 0.1
+    attn_dropout: float = 0.0
     gene_loss_weight: float = 1.0
     cell_loss_weight: float = 1.0
 

@@ -97,7 +97,7 @@ class CGCModel(nn.Module):
             self.node_norms = nn.ModuleList()
             self.edge_norms = nn.ModuleList()
         self.transformer = CellTransformer(d, config.n_transformer_layers, config.n_heads,
-                                           config.d_ff, config.dropout)
+                                           config.d_ff, config.dropout, config.attn_dropout)
         self.gene_head = GeneValueHead(d)
         self.cell_head = CellValueHead(d)
 

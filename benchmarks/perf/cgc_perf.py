@@ -8,8 +8,10 @@ Usage::
 
     python benchmarks/perf/cgc_perf.py --data ../shared/data [--steps 10]
 
-Each training measurement runs in its own process; peak memory is the RSS high-water mark
-above the RSS before the steps (sampled every 2 ms), i.e. what the steps themselves add.
+Step times of the two variants are measured interleaved in one process (one thread), so
+load drift on a shared machine cancels in the ratio. Peak memory is measured in a fresh
+process per variant: the RSS high-water mark above the RSS before the steps (sampled every
+2 ms, optimiser state already allocated), i.e. what a training step itself adds.
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def _train_worker(bundle: str, use_graph: bool, steps: int, batch: int, q) -> None:
+def _setup(bundle: str, use_graph: bool, n_batches: int, batch: int):
     import torch
 
     from cgc import CellGraphBuilder, CGCConfig, CGCModel, GenePriors
@@ -107,24 +109,52 @@ def _train_worker(bundle: str, use_graph: bool, steps: int, batch: int, q) -> No
     model = CGCModel(cfg, priors)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     b = CellGraphBuilder(priors, cfg)
-    cells = _cells(priors, batch * (steps + 2), 600, seed=1)
-    graphs = []
-    for i, (g, v) in enumerate(cells):
-        c = prepare_cell(g, v, cfg.max_genes, seed=i)
-        graphs.append(b.build(c["genes"], c["input"], c["target"], c["mask"], seed=i))
-    times = []
+    batches = []
+    cells = _cells(priors, batch * n_batches, 600, seed=1)
+    for k in range(n_batches):
+        graphs = []
+        for i, (g, v) in enumerate(cells[k * batch:(k + 1) * batch]):
+            c = prepare_cell(g, v, cfg.max_genes, seed=[k, i])
+            graphs.append(b.build(c["genes"], c["input"], c["target"], c["mask"], seed=i))
+        batches.append(b.collate(graphs))
+    return model, opt, batches
+
+
+def _step(model, opt, batch) -> float:
+    t = time.perf_counter()
+    loss, _ = model.pretrain_loss(batch)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return time.perf_counter() - t
+
+
+def step_times(bundle: str, steps: int, batch: int) -> dict:
+    """Median step time of CGC and no-graph, interleaved so that load drift cancels."""
+    import torch
+
+    torch.set_num_threads(1)
+    runs = {ug: _setup(bundle, ug, 2, batch) for ug in (True, False)}
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for s in range(steps + 2):
+        for ug, (model, opt, batches) in runs.items():
+            dt = _step(model, opt, batches[s % 2])
+            if s >= 2:
+                times[ug].append(dt)
+    return {ug: {"step_s": float(np.median(t)), "params": runs[ug][0].num_parameters()}
+            for ug, t in times.items()}
+
+
+def _mem_worker(bundle: str, use_graph: bool, batch: int, q) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    model, opt, batches = _setup(bundle, use_graph, 2, batch)
+    _step(model, opt, batches[0])  # allocate optimiser state first
     with PeakRSS() as mem:
-        for s in range(steps + 2):
-            batch_ = b.collate(graphs[s * batch:(s + 1) * batch])
-            t = time.perf_counter()
-            loss, _ = model.pretrain_loss(batch_)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            if s >= 2:  # warm-up steps excluded
-                times.append(time.perf_counter() - t)
-    q.put({"step_s": float(np.median(times)), "params": model.num_parameters(),
-           "peak_rss_mb": mem.peak_mb})
+        for b in batches * 2:
+            _step(model, opt, b)
+    q.put({"peak_rss_mb": mem.peak_mb})
 
 
 def _paper_worker(bundle: str, q) -> None:
@@ -184,8 +214,9 @@ def main() -> None:
     g = graph_throughput(priors)
     rows.append(("graph construction (1 core, 1,200 genes, all edges)",
                  f"{g['cells_per_s']:.0f} cells/s ({g['edges_per_cell']:.0f} edges/cell)"))
-    cgc = _run(_train_worker, bundle, True, args.steps, args.batch)
-    nog = _run(_train_worker, bundle, False, args.steps, args.batch)
+    st = step_times(bundle, args.steps, args.batch)
+    cgc = {**st[True], **_run(_mem_worker, bundle, True, args.batch)}
+    nog = {**st[False], **_run(_mem_worker, bundle, False, args.batch)}
     rows.append((f"small config step, batch {args.batch}, CGC",
                  f"{cgc['step_s'] * 1e3:.0f} ms, peak +{cgc['peak_rss_mb']:.0f} MB, "
                  f"{cgc['params'] / 1e6:.2f} M params"))

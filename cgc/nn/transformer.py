@@ -114,14 +114,17 @@ class TransformerBlock(nn.Module):
     d_model, n_heads, d_ff
         Width, heads and feed-forward width.
     dropout
-        Dropout of attention, residual branches and FFN.
+        Dropout of residual branches and FFN.
+    attn_dropout
+        Dropout of attention weights.
 
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0,
+                 attn_dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadSelfAttention(d_model, n_heads, dropout)
+        self.attn = MultiHeadSelfAttention(d_model, n_heads, attn_dropout)
         self.norm2 = nn.LayerNorm(d_model)
         self.ffn = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(d_ff, d_model))
@@ -140,16 +143,17 @@ class CellTransformer(nn.Module):
     ----------
     d_model, n_layers, n_heads, d_ff
         Sizes (paper: 512, 12, 8, 512).
-    dropout
-        Dropout probability.
+    dropout, attn_dropout
+        Dropout probabilities (see :class:`TransformerBlock`).
 
     """
 
     def __init__(self, d_model: int, n_layers: int, n_heads: int, d_ff: int,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, attn_dropout: float = 0.0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)
+            TransformerBlock(d_model, n_heads, d_ff, dropout, attn_dropout)
+            for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
 
