@@ -97,6 +97,7 @@ def materialize(
     os.close(fd)
     try:
         adata.write_h5ad(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is shared like a download
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
