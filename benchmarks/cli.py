@@ -46,6 +46,18 @@ app.add_typer(list_app, name="list")
 app.add_typer(datasets_app, name="datasets")
 
 
+def _mount_optional() -> None:
+    """Mount the leaderboard group and ``datasets simulate`` (they import heavier modules)."""
+    from benchmarks.leaderboard.cli import app as leaderboard_app
+    from benchmarks.simulate.cli import simulate_command
+
+    app.add_typer(leaderboard_app, name="leaderboard")
+    datasets_app.command("simulate")(simulate_command)
+
+
+_mount_optional()
+
+
 def _split_csv(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 

@@ -25,6 +25,10 @@ MODELS: dict[str, str] = {
     "random": "baselines.random_embedding:RandomEmbeddingAdapter",
     "shuffled": "baselines.shuffled:ShuffledEmbeddingAdapter",
     "coexpression": "baselines.coexpression:CoexpressionAdapter",
+    "no-change": "baselines.perturbation_controls:NoChangeAdapter",
+    "train-mean": "baselines.perturbation_controls:TrainMeanAdapter",
+    "linear": "baselines.perturbation_controls:LinearAdditiveAdapter",
+    "train-mean-shift": "baselines.perturbation_controls:TrainMeanShiftAdapter",
     "scvi": "baselines.scvi_models:SCVIAdapter",
     "scanvi": "baselines.scvi_models:SCANVIAdapter",
     "scgpt": "baselines.scgpt_model:ScGPTAdapter",
@@ -41,6 +45,8 @@ SUITES: dict[str, str] = {
     "gene-classification": "benchmarks.suites.gene_classification:GeneClassificationSuite",
     "grn": "benchmarks.suites.grn:GRNSuite",
     "clustering": "benchmarks.suites.clustering:ClusteringSuite",
+    "perturbation": "benchmarks.suites.perturbation:PerturbationSuite",
+    "bulk-knockout": "benchmarks.suites.bulk_knockout:BulkKnockoutSuite",
 }
 """Built-in suites: name → ``module:Class``."""
 

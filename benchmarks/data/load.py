@@ -13,6 +13,7 @@ Validation stops bad input with one line naming the file, the field and the fix.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ import scipy.sparse as sp
 from benchmarks.data.cards import AnnDataSpec, DatasetCard, FileSpec, get_card
 from benchmarks.data.fetch import resolve, sha256_file
 from benchmarks.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,18 @@ def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path 
     )
     raw = _read_h5ad(path)
     adata = _expression_matrix(raw, spec, path)
+    nan_dropped = 0
+    if card.extra.get("nan_policy") == "drop_genes":
+        X = adata.X
+        cols = np.unique(X.indices[np.isnan(X.data)])
+        if len(cols):
+            adata = adata[:, np.setdiff1d(np.arange(adata.n_vars), cols)].copy()
+            nan_dropped = len(cols)
+            log.warning(
+                "%s: dropped %d genes holding NaN values (card nan_policy=drop_genes)", path, nan_dropped
+            )
+    elif card.extra.get("nan_policy") not in (None, "error"):
+        raise InputError(f"{card.path}: nan_policy={card.extra['nan_policy']!r}; use 'error' or 'drop_genes'")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"{path}: the data set is empty ({adata.n_obs} cells × {adata.n_vars} genes)")
     validate_matrix(adata.X, spec.expression_kind, path)
@@ -220,6 +235,7 @@ def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path 
         "batch_key": spec.batch_key,
         "condition_key": spec.condition_key,
         "split_key": spec.split_key,
+        "nan_genes_dropped": nan_dropped,
         "reference_values": list(spec.reference_values),
         "query_values": list(spec.query_values),
     }
