@@ -145,3 +145,9 @@ def norman() -> ad.AnnData:
     out.var["gene_symbol"] = raw.var["feature_name"].astype(str).values
     out.var["ensembl_id"] = out.var_names.astype(str)
     return out
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The shared data folder."""
+    return MIRROR
