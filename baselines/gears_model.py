@@ -388,11 +388,12 @@ class GEARSAdapter(ModelAdapter, PerturbationMixin):
         self.params["n_pert_genes"] = len(model.pert_list)
 
     def predict_perturbation(self, control: ad.AnnData, conditions: Sequence[str]) -> pd.DataFrame:
-        """Return GEARS's mean predicted profile per condition (NaN where not predictable).
+        """Return GEARS's mean predicted profile per condition.
 
         GEARS predicts from the control cells it was trained with (``control`` fixes the
-        output genes); a condition whose genes are not in GEARS's GO graph gets a NaN row and
-        lowers ``condition_coverage``.
+        output genes). A condition with a gene outside GEARS's GO graph cannot be predicted by
+        GEARS: its row is the control mean (no change), it is listed in
+        ``params["unpredictable_conditions"]`` and it lowers ``condition_coverage``.
         """
         if self.gears_ is None:
             raise RuntimeError("GEARSAdapter.predict_perturbation called before fit_perturbation")
@@ -402,7 +403,7 @@ class GEARSAdapter(ModelAdapter, PerturbationMixin):
         torch.manual_seed(self.seed)
         pert_set = set(self.gears_.pert_list)
         ctrl_mean = np.asarray(self.gears_.ctrl_expression.cpu().numpy(), dtype=np.float64)
-        rows, ok = [], 0
+        rows, ok, unpredictable = [], 0, []
         for cond in conditions:
             genes = condition_genes(gears_condition(cond))
             if not genes:
@@ -413,9 +414,11 @@ class GEARSAdapter(ModelAdapter, PerturbationMixin):
                     pred = self.gears_.predict([genes])
                 rows.append(np.asarray(pred["_".join(genes)], dtype=np.float64))
                 ok += 1
-            else:
-                rows.append(np.full(len(self.genes_), np.nan))
+            else:  # GEARS cannot represent it: predict no change, and say so
+                rows.append(ctrl_mean)
+                unpredictable.append(str(cond))
         self.coverage_ = ok / len(conditions) if len(conditions) else 1.0
+        self.params["unpredictable_conditions"] = unpredictable
         assert self.var_names_ is not None
         out = pd.DataFrame(np.vstack(rows) if rows else np.zeros((0, len(self.genes_))),
                            index=pd.Index([str(c) for c in conditions], name="condition"),
