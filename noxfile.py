@@ -14,9 +14,10 @@ PYTHON = "3.11"
 
 
 def install(session: nox.Session) -> None:
-    """Install cgcbench with every extra except gpu; torch first so the CPU 2.13.0 pin holds."""
+    """Install cgcbench with every extra except gpu (torch first so the CPU 2.13.0 pin holds), then scGPT."""
     session.install("torch==2.13.0")
     session.install("-e", ".[all]")
+    session.install("--no-deps", "scgpt==0.2.4")  # its pins conflict with scvi-tools >= 1
 
 
 def _env() -> dict[str, str]:
