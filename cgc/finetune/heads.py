@@ -1,0 +1,77 @@
+"""Task heads on top of :class:`cgc.model.CGCOutput` (SPEC §5.3–§5.6)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from cgc.nn.encoders import MLP3
+
+
+class CellClassifierHead(nn.Module):
+    """Three-layer MLP on the cell embedding ``h_c`` (annotation, SPEC §5.4).
+
+    Parameters
+    ----------
+    d_model
+        Width of ``h_c``.
+    n_classes
+        Number of cell types.
+
+    """
+
+    def __init__(self, d_model: int, n_classes: int) -> None:
+        super().__init__()
+        self.mlp = MLP3(d_model, d_model, n_classes)
+
+    def forward(self, h_cell: Tensor) -> Tensor:
+        """Return ``[B, n_classes]`` logits."""
+        return self.mlp(h_cell)
+
+
+class BatchDiscriminator(nn.Module):
+    """Batch classifier behind a gradient-reversal layer (scGPT's domain adaptation, DAR).
+
+    Parameters
+    ----------
+    d_model
+        Width of ``h_c``.
+    n_batches
+        Number of batches.
+
+    """
+
+    def __init__(self, d_model: int, n_batches: int) -> None:
+        super().__init__()
+        self.mlp = MLP3(d_model, d_model, n_batches)
+
+    def forward(self, h_cell: Tensor) -> Tensor:
+        """Return ``[B, n_batches]`` logits (apply :func:`~cgc.finetune.losses.grad_reverse` first)."""
+        return self.mlp(h_cell)
+
+
+class GeneDecoder(nn.Module):
+    r"""Shared per-gene MLP decoder: :math:`\hat y_i = b_i + \mathrm{mlp}([h_i, b_i])_k`.
+
+    One MLP is applied to every gene node (SPEC §5.5); ``b_i`` is the gene's input value
+    (control or pre-knockout expression), so the first output is the predicted change.
+    Further outputs are extra per-gene logits (the two-step classifier of SPEC §5.6).
+
+    Parameters
+    ----------
+    d_model
+        Node-state width.
+    n_out
+        Outputs per gene: 1 (regression) or 3 (regression, "changed?", "up?").
+
+    """
+
+    def __init__(self, d_model: int, n_out: int = 1) -> None:
+        super().__init__()
+        self.n_out = n_out
+        self.mlp = MLP3(d_model + 1, d_model, n_out)
+
+    def forward(self, h: Tensor, base: Tensor) -> Tensor:
+        """Return ``[N, n_out]``; column 0 is the predicted value ``b_i + Δ_i``."""
+        out = self.mlp(torch.cat([h, base.unsqueeze(-1).to(h.dtype)], dim=-1))
+        return torch.cat([base.unsqueeze(-1).to(out.dtype) + out[:, :1], out[:, 1:]], dim=-1)

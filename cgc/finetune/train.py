@@ -1,0 +1,389 @@
+"""Fine-tuning loops of the downstream tasks (SPEC §5.3–§5.6).
+
+Every loop is seeded (``torch`` initialisation of heads is the caller's; batch order, gene
+sampling, masking and negative sampling come from ``seed``), runs on the model's device and
+returns the loss of every optimiser step so that callers and tests can check that it falls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from cgc.finetune.data import CellMatrix, expressed_graph
+from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecoder
+from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
+from cgc.graph import CellGraphBuilder
+from cgc.model import CGCModel
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings shared by the fine-tuning loops.
+
+    Parameters
+    ----------
+    epochs
+        Passes over the training items (SPEC: 30 for annotation/perturbation).
+    batch_size, grad_accum
+        Items per micro-batch and micro-batches per optimiser step (SPEC §5.4: 8 and 2).
+    lr
+        Adam learning rate.
+    max_steps
+        Stop after this many optimiser steps (``None``: run all epochs).
+    grad_clip
+        Gradient-norm clipping (``None`` disables it).
+    freeze_encoder
+        Train only the head (the CGC encoder is kept fixed).
+
+    """
+
+    epochs: int = 30
+    batch_size: int = 8
+    grad_accum: int = 2
+    lr: float = 1e-4
+    max_steps: int | None = None
+    grad_clip: float | None = 1.0
+    freeze_encoder: bool = False
+
+
+@dataclass
+class TrainLog:
+    """Losses of every optimiser step of one loop."""
+
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        """Number of optimiser steps."""
+        return len(self.losses)
+
+    @property
+    def final(self) -> float:
+        """Mean loss of the last (up to) 5 steps; NaN without steps."""
+        return float(np.mean(self.losses[-5:])) if self.losses else float("nan")
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettings, seed: int,
+             step: Callable[[np.ndarray, np.random.Generator], Tensor],
+             modules: Sequence[nn.Module] = ()) -> TrainLog:
+    """Generic loop: shuffle items per epoch, micro-batches, gradient accumulation, Adam.
+
+    Parameters
+    ----------
+    params
+        Parameters to optimise.
+    n_items
+        Number of training items.
+    settings
+        Epochs, batch size, accumulation, learning rate, step cap.
+    seed
+        Seed of the shuffling and of the generator handed to ``step``.
+    step
+        ``step(item_positions, rng) -> loss`` for one micro-batch.
+    modules
+        Modules put in training mode during the loop.
+
+    """
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=settings.lr)
+    rng = np.random.default_rng(seed)
+    log = TrainLog()
+    for m in modules:
+        m.train()
+    if n_items == 0:
+        return log
+    micro, acc = 0, 0.0
+    for _ in range(max(1, settings.epochs)):
+        order = rng.permutation(n_items)
+        for s in range(0, n_items, settings.batch_size):
+            loss = step(order[s : s + settings.batch_size], rng)
+            (loss / settings.grad_accum).backward()
+            acc += float(loss.detach())
+            micro += 1
+            if micro % settings.grad_accum:
+                continue
+            if settings.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            log.losses.append(acc / settings.grad_accum)
+            acc = 0.0
+            if settings.max_steps is not None and log.steps >= settings.max_steps:
+                return log
+    return log
+
+
+def _encoder_params(model: CGCModel, settings: TrainSettings) -> list[nn.Parameter]:
+    if settings.freeze_encoder:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return []
+    return list(model.parameters())
+
+
+def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray | None = None,
+                    settings: TrainSettings | None = None, seed: int = 0, dar_weight: float = 1.0,
+                    ecs_weight: float = 10.0, ecs_threshold: float = 0.8) -> TrainLog:
+    """Self-supervised fine-tuning on target cells (SPEC §5.3).
+
+    Loss: the pre-training loss (eq. 10 + eq. 11 on masked cells) + ``dar_weight`` ×
+    cross-entropy of a batch discriminator behind gradient reversal (scGPT's domain
+    adaptation; only with at least two batches) + ``ecs_weight`` × elastic cell similarity
+    with threshold ``ecs_threshold``.
+
+    Parameters
+    ----------
+    model
+        The CGC model (updated in place).
+    cells
+        Target cells.
+    batch_labels
+        ``[n_cells]`` integer batch codes, or ``None``.
+    settings
+        Optimisation settings.
+    seed
+        Seed of batch order, gene sampling and masking (the discriminator is initialised
+        from ``torch``'s global generator, seeded by the caller).
+    dar_weight, ecs_weight, ecs_threshold
+        Weights of the domain-adaptation and ECS terms and the ECS threshold (0.8).
+
+    Returns
+    -------
+    TrainLog
+        Total loss per optimiser step.
+
+    """
+    settings = settings or TrainSettings()
+    dev = _device(model)
+    builder = CellGraphBuilder(model.priors, model.config)
+    disc = None
+    if batch_labels is not None and dar_weight > 0 and len(np.unique(batch_labels)) > 1:
+        disc = BatchDiscriminator(model.config.d_model, int(batch_labels.max()) + 1).to(dev)
+    params = _encoder_params(model, settings) + (list(disc.parameters()) if disc else [])
+
+    def step(idx: np.ndarray, rng: np.random.Generator) -> Tensor:
+        graphs = [expressed_graph(builder, model.config, cells, int(r), rng, mask=True) for r in idx]
+        batch = Batch.from_data_list(graphs).to(dev)
+        out = model(batch)
+        loss, _ = model.pretrain_loss(batch, out)
+        if disc is not None and batch_labels is not None:
+            b = torch.as_tensor(batch_labels[idx], dtype=torch.long, device=dev)
+            loss = loss + dar_weight * F.cross_entropy(disc(grad_reverse(out.h_cell)), b)
+        if ecs_weight > 0 and len(idx) > 1:
+            loss = loss + ecs_weight * ecs_loss(out.h_cell, ecs_threshold)
+        return loss
+
+    mods: list[nn.Module] = [model] + ([disc] if disc is not None else [])
+    log = run_loop(params, cells.n_cells, settings, seed, step, mods)
+    model.eval()
+    return log
+
+
+def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence[Data],
+                     labels: np.ndarray, settings: TrainSettings | None = None,
+                     seed: int = 0) -> TrainLog:
+    """Fine-tune the model and a classifier head on ``h_c`` with cross-entropy (SPEC §5.4).
+
+    Parameters
+    ----------
+    model, head
+        Encoder and :class:`~cgc.finetune.heads.CellClassifierHead` (updated in place).
+    graphs
+        Unmasked cell graphs (:func:`~cgc.finetune.data.expressed_graph`).
+    labels
+        ``[n_cells]`` integer class codes.
+    settings
+        Optimisation settings.
+    seed
+        Seed of the batch order.
+
+    """
+    settings = settings or TrainSettings()
+    dev = _device(model)
+    y_all = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+
+    def step(idx: np.ndarray, rng: np.random.Generator) -> Tensor:
+        batch = Batch.from_data_list([graphs[int(i)] for i in idx]).to(dev)
+        logits = head(model(batch).h_cell)
+        return F.cross_entropy(logits, y_all[idx].to(dev))
+
+    params = _encoder_params(model, settings) + list(head.parameters())
+    log = run_loop(params, len(graphs), settings, seed, step, [model, head])
+    model.eval()
+    head.eval()
+    return log
+
+
+@torch.no_grad()
+def cell_outputs(model: CGCModel, graphs: Sequence[Data], fn: Callable[[Tensor], Tensor] | None = None,
+                 batch_size: int = 64) -> np.ndarray:
+    """Return ``fn(h_c)`` (default ``h_c``) of every graph, in order, as a float32 array."""
+    dev = _device(model)
+    was = model.training
+    model.eval()
+    out = []
+    for s in range(0, len(graphs), batch_size):
+        batch = Batch.from_data_list(list(graphs[s : s + batch_size])).to(dev)
+        h = model(batch).h_cell
+        out.append((fn(h) if fn is not None else h).float().cpu().numpy())
+    model.train(was)
+    if not out:
+        return np.zeros((0, model.config.d_model), np.float32)
+    return np.concatenate(out)
+
+
+def embedding_graphs(model: CGCModel, cells: CellMatrix, seed: int = 0) -> list[Data]:
+    """Unmasked expressed-gene graphs of every cell (deterministic for a seed)."""
+    builder = CellGraphBuilder(model.priors, model.config)
+    return [expressed_graph(builder, model.config, cells, r, np.random.default_rng([seed, r]))
+            for r in range(cells.n_cells)]
+
+
+# ---------------------------------------------------------------------------- per-gene decoders
+def perturbation_loss(pred: Tensor, target: Tensor, base: Tensor, mask: Tensor,
+                      generator: torch.Generator | None = None) -> Tensor:
+    """Eq. 14: mean squared error of the predicted post-perturbation values over panel genes.
+
+    ``pred`` is the decoder output ``[n, n_out]`` of the gene nodes; ``target``, ``base`` and
+    ``mask`` are the matching node fields (``base`` and ``generator`` are unused).
+    """
+    return F.mse_loss(pred[mask, 0], target[mask].to(pred.dtype))
+
+
+@dataclass
+class KnockoutLoss:
+    """Loss of the bulk-knockout heads (SPEC §5.6).
+
+    ``head="regression"``: MSE of the predicted after-profile. ``head="two_step"``:
+    MSE + ``loss_1 + alpha_2 · loss_2`` where ``loss_1`` is the focal loss (weight
+    ``focal_weight``, ``focal_alpha``, ``focal_gamma``) of "changed?" on all changed genes
+    and ``neg_ratio`` × as many sampled unchanged genes, and ``loss_2`` the cross-entropy
+    of "up or down?" on the changed genes. A gene is *changed* when
+    ``|after − before| > threshold`` (log scale; ``log(2)`` = two-fold).
+    """
+
+    head: str = "two_step"
+    threshold: float = float(np.log(2.0))
+    alpha_2: float = 1.0
+    focal_weight: float = 1.0
+    focal_alpha: float = 0.5
+    focal_gamma: float = 2.0
+    neg_ratio: float = 3.0
+    min_negatives: int = 8
+
+    def __post_init__(self) -> None:
+        if self.head not in ("regression", "two_step"):
+            raise ValueError(f"knockout head={self.head!r}; use 'regression' or 'two_step'")
+
+    @property
+    def n_out(self) -> int:
+        """Decoder outputs per gene."""
+        return 1 if self.head == "regression" else 3
+
+    def __call__(self, pred: Tensor, target: Tensor, base: Tensor, mask: Tensor,
+                 generator: torch.Generator | None = None) -> Tensor:
+        """Loss of one batch (arguments as :func:`perturbation_loss`)."""
+        m = mask
+        target, base = target[m].to(pred.dtype), base[m].to(pred.dtype)
+        loss = F.mse_loss(pred[m, 0], target)
+        if self.head == "regression":
+            return loss
+        delta = target - base
+        changed = (delta.abs() > self.threshold).to(pred.dtype)
+        keep = sample_negatives(changed.cpu(), self.neg_ratio, self.min_negatives, generator)
+        keep = keep.to(pred.device)
+        loss_1 = focal_loss(pred[m, 1][keep], changed[keep], self.focal_alpha, self.focal_gamma,
+                            self.focal_weight)
+        ch = changed > 0
+        if bool(ch.any()):
+            up = (delta[ch] > 0).to(pred.dtype)
+            loss_2 = F.binary_cross_entropy_with_logits(pred[m, 2][ch], up)
+        else:
+            loss_2 = pred.sum() * 0.0
+        return loss + loss_1 + self.alpha_2 * loss_2
+
+    def combine(self, out: np.ndarray, base: np.ndarray) -> np.ndarray:
+        """Predicted profile from decoder outputs ``[n, n_out]`` and the input ``base``.
+
+        Regression: column 0. Two-step: genes classified unchanged keep a change within
+        ``±threshold``; changed genes get the classifier's direction and at least the
+        threshold's magnitude (the regression gives the size).
+        """
+        reg = out[:, 0]
+        if self.head == "regression":
+            return reg
+        delta = reg - base
+        changed = out[:, 1] > 0
+        sign = np.where(out[:, 2] > 0, 1.0, -1.0)
+        t = self.threshold
+        moved = sign * np.maximum(np.abs(delta), t * 1.05)
+        kept = np.clip(delta, -0.95 * t, 0.95 * t)
+        return base + np.where(changed, moved, kept)
+
+
+def train_decoder(model: CGCModel, decoder: GeneDecoder, n_items: int,
+                  make_graph: Callable[[int, np.random.Generator], Data],
+                  loss_fn: Callable[..., Tensor],
+                  settings: TrainSettings | None = None, seed: int = 0) -> TrainLog:
+    """Fine-tune the model and a per-gene decoder on panel graphs.
+
+    Parameters
+    ----------
+    model, decoder
+        Encoder and :class:`~cgc.finetune.heads.GeneDecoder` (updated in place).
+    n_items
+        Number of training items.
+    make_graph
+        ``make_graph(item, rng) -> Data`` (a :func:`~cgc.finetune.data.panel_graph`).
+    loss_fn
+        ``loss_fn(decoder_output, target, base, loss_mask, generator) -> loss`` (e.g.
+        :func:`perturbation_loss` or a :class:`KnockoutLoss`).
+    settings, seed
+        Optimisation settings and seed.
+
+    """
+    settings = settings or TrainSettings()
+    dev = _device(model)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def step(idx: np.ndarray, rng: np.random.Generator) -> Tensor:
+        batch = Batch.from_data_list([make_graph(int(i), rng) for i in idx]).to(dev)
+        out = model(batch)
+        genes = ~batch.is_cell
+        pred = decoder(out.h[genes], batch.base[genes])
+        return loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], gen)
+
+    params = _encoder_params(model, settings) + list(decoder.parameters())
+    log = run_loop(params, n_items, settings, seed, step, [model, decoder])
+    model.eval()
+    decoder.eval()
+    return log
+
+
+@torch.no_grad()
+def decode(model: CGCModel, decoder: GeneDecoder, graphs: Sequence[Data],
+           batch_size: int = 32) -> list[np.ndarray]:
+    """Decoder outputs ``[n_genes_i, n_out]`` of the gene nodes of every graph, in node order."""
+    dev = _device(model)
+    model.eval()
+    decoder.eval()
+    res: list[np.ndarray] = []
+    for s in range(0, len(graphs), batch_size):
+        batch = Batch.from_data_list(list(graphs[s : s + batch_size])).to(dev)
+        out = model(batch)
+        genes = ~batch.is_cell
+        pred = decoder(out.h[genes], batch.base[genes]).float().cpu().numpy()
+        owner = batch.batch[genes].cpu().numpy()
+        res += [pred[owner == k] for k in range(batch.num_graphs)]
+    return res
