@@ -349,14 +349,15 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     config
         Base config of the default pre-training: ``"small"``, ``"paper"`` or a TOML path.
     max_genes
-        Genes per cell graph (and per perturbation/knockout panel); default: the config's.
+        Genes per cell graph (and per perturbation/knockout panel); default: the config's
+        (*quick*: 128).
     pretrain_steps, pretrain_cells, pretrain_seed, text_encoder
-        Default pre-training: optimiser steps (300; *quick* 40), cells per corpus data set
+        Default pre-training: optimiser steps (300; *quick* 30), cells per corpus data set
         (all, also for ``0``; *quick* 600), seed (0, shared by all seeds of a benchmark so that seeds vary the
         fine-tuning only) and text model (``"minilm"``; *quick* ``"hashing:64"``).
     finetune_epochs, max_steps, max_cells
         Fine-tuning epochs (SPEC 30, scaled for CPU: 3; *quick* 1), a cap on optimiser steps
-        per fit (400; *quick* 25) and on training cells (2,000; *quick* 300).
+        per fit (400; *quick* 12) and on training cells (2,000; *quick* 300).
     batch_size, grad_accum, lr
         Fine-tuning micro-batch (SPEC 8), accumulation (SPEC 2) and Adam learning rate.
     dar_weight, ecs_weight, ecs_threshold
@@ -431,14 +432,14 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "node_features": None if node_features is None else list(
                 _csv_tuple(node_features, NODE_FEATURES, "node_features")),
             "config": str(config),
-            "max_genes": max_genes,
-            "pretrain_steps": int(pretrain_steps if pretrain_steps is not None else (40 if quick else 300)),
+            "max_genes": int(max_genes) if max_genes is not None else (128 if quick else None),
+            "pretrain_steps": int(pretrain_steps if pretrain_steps is not None else (30 if quick else 300)),
             "pretrain_cells": (int(pretrain_cells) or None) if pretrain_cells is not None
             else (600 if quick else None),
             "pretrain_seed": int(pretrain_seed),
             "text_encoder": text_encoder or ("hashing:64" if quick else "minilm"),
             "finetune_epochs": int(finetune_epochs if finetune_epochs is not None else (1 if quick else 3)),
-            "max_steps": int(max_steps if max_steps is not None else (25 if quick else 400)),
+            "max_steps": int(max_steps if max_steps is not None else (12 if quick else 400)),
             "max_cells": int(max_cells if max_cells is not None else (300 if quick else 2000)),
             "batch_size": int(batch_size),
             "grad_accum": int(grad_accum),
