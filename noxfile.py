@@ -53,7 +53,7 @@ def bench(session: nox.Session) -> None:
     """Speed and memory tables of benchmarks/perf (printed, not asserted)."""
     install(session)
     for script in sorted(os.listdir("benchmarks/perf")):
-        if script.startswith("bench_") and script.endswith(".py"):
+        if script.endswith(".py") and not script.startswith("_"):
             session.run("python", f"benchmarks/perf/{script}", *session.posargs, env=_env())
 
 

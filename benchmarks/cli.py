@@ -48,10 +48,12 @@ app.add_typer(datasets_app, name="datasets")
 
 def _mount_optional() -> None:
     """Mount the leaderboard group and ``datasets simulate`` (they import heavier modules)."""
+    from benchmarks.ablate import ablate_command
     from benchmarks.leaderboard.cli import app as leaderboard_app
     from benchmarks.simulate.cli import simulate_command
 
     app.add_typer(leaderboard_app, name="leaderboard")
+    app.command("ablate")(ablate_command)
     datasets_app.command("simulate")(simulate_command)
 
 

@@ -197,8 +197,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parents[2]
     ap.add_argument("--data", type=Path,
-                    default=Path(os.environ.get("CGCBENCH_SHARED_DATA",
-                                                here.parent / "shared" / "data")))
+                    default=Path(os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
+                                 or here.parent / "shared" / "data"))
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cgc_perf")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch", type=int, default=8)

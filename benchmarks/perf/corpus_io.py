@@ -33,8 +33,8 @@ def main() -> None:
     here = Path(__file__).resolve().parents[2]
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path,
-                    default=Path(os.environ.get("CGCBENCH_SHARED_DATA",
-                                                here.parent / "shared" / "data")))
+                    default=Path(os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
+                                 or here.parent / "shared" / "data"))
     ap.add_argument("--reads", type=int, default=20000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cgc_io_"))

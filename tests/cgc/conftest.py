@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import anndata as ad
@@ -11,16 +10,6 @@ import pytest
 
 from cgc import CGCConfig, GenePriors, build_corpus
 from cgc.priors import HashingTextEncoder, PriorSources
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    root = Path(os.environ.get("CGCBENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
-    if not (root / "priors").is_dir():
-        pytest.skip(f"shared data not found at {root} (set CGCBENCH_SHARED_DATA)")
-    return root
 
 
 @pytest.fixture(scope="session")
