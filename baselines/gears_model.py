@@ -46,10 +46,11 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from baselines.checkpoints import UserCheckpointMixin
 from baselines.gene_ids import checkpoint_setting, resource_path, var_gene_ids
-from benchmarks.data.fetch import data_dir, sha256_file
+from benchmarks.data.fetch import data_dir
 from benchmarks.errors import CgcbenchError, InputError
-from benchmarks.interface import Capabilities, Init, ModelAdapter, PerturbationMixin, TaskKind
+from benchmarks.interface import Capabilities, ModelAdapter, PerturbationMixin, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _quiet() -> Any:
         yield
 
 
-class GEARSAdapter(ModelAdapter, PerturbationMixin):
+class GEARSAdapter(UserCheckpointMixin, ModelAdapter, PerturbationMixin):
     """GEARS perturbation-response prediction (``cell-gears`` ``PertData`` + ``GEARS``).
 
     Parameters
@@ -235,17 +236,10 @@ class GEARSAdapter(ModelAdapter, PerturbationMixin):
             with contextlib.suppress(Exception):
                 self._tmp.cleanup()
 
-    @property
-    def init(self) -> Init:
-        """``pretrained`` with a user's GEARS model directory, else ``scratch``."""
-        return "pretrained" if self.checkpoint_path is not None else "scratch"
-
-    @property
-    def checkpoint_sha256(self) -> str | None:
-        """sha256 of the checkpoint's ``model.pt``."""
-        if self.checkpoint_path is None:
-            return None
-        return sha256_file(self.checkpoint_path / "model.pt")
+    def checkpoint_weights(self) -> Path:
+        """GEARS's ``model.pt``."""
+        assert self.checkpoint_path is not None
+        return self.checkpoint_path / "model.pt"
 
     def extra_metrics(self) -> dict[str, float]:
         """Return the share of asked conditions GEARS could predict (genes in its GO graph)."""

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from baselines.checkpoints import UserCheckpointMixin
 from baselines.gene_ids import Coverage, checkpoint_setting, default_mapper
 from baselines.preprocessing import highly_variable_genes, log_normalized
-from benchmarks.data.fetch import sha256_file
 from benchmarks.errors import CgcbenchError, InputError
-from benchmarks.interface import Capabilities, GeneEmbeddingMixin, Init, ModelAdapter, TaskKind
+from benchmarks.interface import Capabilities, GeneEmbeddingMixin, ModelAdapter, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def metacells(expr: np.ndarray, size: int, seed: int) -> np.ndarray:
     return sums[counts[:, 0] > 0] / counts[counts[:, 0] > 0]
 
 
-class Gene2vecAdapter(ModelAdapter, GeneEmbeddingMixin):
+class Gene2vecAdapter(UserCheckpointMixin, ModelAdapter, GeneEmbeddingMixin):
     """Gene2vec embeddings: the released vectors, or trained here the Gene2vec way.
 
     Parameters
@@ -250,15 +250,10 @@ class Gene2vecAdapter(ModelAdapter, GeneEmbeddingMixin):
         except (CgcbenchError, IndexError, OSError):
             return None
 
-    @property
-    def init(self) -> Init:
-        """``pretrained`` with the released vectors, else ``scratch``."""
-        return "pretrained" if self.checkpoint_path is not None else "scratch"
-
-    @property
-    def checkpoint_sha256(self) -> str | None:
-        """sha256 of the vectors file that was loaded."""
-        return sha256_file(self.checkpoint_path) if self.checkpoint_path is not None else None
+    def checkpoint_weights(self) -> Path:
+        """The released vectors file."""
+        assert self.checkpoint_path is not None
+        return self.checkpoint_path
 
     # -- training ------------------------------------------------------------------------
     def corpus_pairs(self) -> list[list[str]]:

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from baselines.checkpoints import UserCheckpointMixin
 from baselines.gene_ids import (
     Coverage,
     GeneIdMapper,
@@ -52,14 +53,12 @@ from baselines.gene_ids import (
     var_gene_ids,
 )
 from baselines.preprocessing import expression_kind
-from benchmarks.data.fetch import sha256_file
 from benchmarks.errors import InputError
 from benchmarks.interface import (
     AnnotationMixin,
     Capabilities,
     CellEmbeddingMixin,
     GeneEmbeddingMixin,
-    Init,
     ModelAdapter,
     TaskKind,
 )
@@ -68,10 +67,8 @@ log = logging.getLogger(__name__)
 
 VOCAB_CARD = "geneformer_vocab"
 DEFAULT_CORPUS = ("pbmc3k_raw", "kang_pbmc_ctrl_stim")
-QUICK_ARCH = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "intermediate_size": 128}
-V1_ARCH = {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4,
-           "intermediate_size": 512}
+QUICK_ARCH = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128}
+V1_ARCH = {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4, "intermediate_size": 512}
 """Geneformer V1 6-layer (geneformer-6L-30M) sizes; the ``config.json`` of the vocab card."""
 
 
@@ -181,7 +178,9 @@ def _weights_file(directory: Path) -> Path:
     )
 
 
-class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, AnnotationMixin):
+class GeneformerAdapter(
+    UserCheckpointMixin, ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, AnnotationMixin
+):
     """Geneformer: BERT over rank-value-encoded cells (``transformers`` ``BertForMaskedLM``).
 
     Parameters
@@ -220,9 +219,7 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
     name = "geneformer"
     description = "Geneformer: rank-value encoded cells, transformers BertForMaskedLM (V1 vocab)."
     capabilities = Capabilities(
-        task_kinds=frozenset(
-            {TaskKind.GENE_EMBEDDING, TaskKind.CELL_EMBEDDING, TaskKind.ANNOTATION}
-        ),
+        task_kinds=frozenset({TaskKind.GENE_EMBEDDING, TaskKind.CELL_EMBEDDING, TaskKind.ANNOTATION}),
         organisms=frozenset({"human"}),
         gene_id_type="ensembl",
         expression_kinds=frozenset({"counts", "log1p_normalized", "log2_normalized"}),
@@ -246,22 +243,32 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            checkpoint=checkpoint, vocab_dir=vocab_dir, model_input_size=model_input_size,
-            architecture=architecture, pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr,
-            max_pretrain_cells=max_pretrain_cells, finetune_epochs=finetune_epochs,
-            finetune_lr=finetune_lr, batch_size=batch_size, emb_layer=emb_layer,
-            corpus=list(corpus), **kwargs,
+            checkpoint=checkpoint,
+            vocab_dir=vocab_dir,
+            model_input_size=model_input_size,
+            architecture=architecture,
+            pretrain_epochs=pretrain_epochs,
+            pretrain_lr=pretrain_lr,
+            max_pretrain_cells=max_pretrain_cells,
+            finetune_epochs=finetune_epochs,
+            finetune_lr=finetune_lr,
+            batch_size=batch_size,
+            emb_layer=emb_layer,
+            corpus=list(corpus),
+            **kwargs,
         )
         self.checkpoint_path = checkpoint_setting(checkpoint, "GENEFORMER_CHECKPOINT")
         self.vocab_dir = vocab_dir
         self.model_input_size = int(model_input_size or (256 if self.quick else 2048))
         self.architecture = dict(architecture or (QUICK_ARCH if self.quick else V1_ARCH))
-        self.pretrain_epochs = int(pretrain_epochs if pretrain_epochs is not None else (
-            1 if self.quick else 3))
+        self.pretrain_epochs = int(
+            pretrain_epochs if pretrain_epochs is not None else (1 if self.quick else 3)
+        )
         self.pretrain_lr = float(pretrain_lr)
         self.max_pretrain_cells = int(max_pretrain_cells)
-        self.finetune_epochs = int(finetune_epochs if finetune_epochs is not None else (
-            2 if self.quick else 10))
+        self.finetune_epochs = int(
+            finetune_epochs if finetune_epochs is not None else (2 if self.quick else 10)
+        )
         default_ft = 5e-5 if self.checkpoint_path is not None else 1e-3
         self.finetune_lr = float(finetune_lr if finetune_lr is not None else default_ft)
         self.batch_size, self.emb_layer = int(batch_size), int(emb_layer)
@@ -273,17 +280,10 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         self.coverage_: dict[str, float] = {}
 
     # -- provenance ----------------------------------------------------------------------
-    @property
-    def init(self) -> Init:
-        """``pretrained`` with a user's Geneformer directory, else ``scratch``."""
-        return "pretrained" if self.checkpoint_path is not None else "scratch"
-
-    @property
-    def checkpoint_sha256(self) -> str | None:
-        """sha256 of the checkpoint's weight file."""
-        if self.checkpoint_path is None:
-            return None
-        return sha256_file(_weights_file(self.checkpoint_path))
+    def checkpoint_weights(self) -> Path:
+        """The Geneformer directory's weight file."""
+        assert self.checkpoint_path is not None
+        return _weights_file(self.checkpoint_path)
 
     def extra_metrics(self) -> dict[str, float]:
         """Return gene coverage of the last inputs and the final pre-training loss."""
@@ -306,9 +306,14 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         torch.manual_seed(self.seed)
         vocab = self.vocab()
         config = BertConfig(
-            vocab_size=len(vocab.token), max_position_embeddings=self.model_input_size,
-            hidden_act="relu", hidden_dropout_prob=0.02, attention_probs_dropout_prob=0.02,
-            initializer_range=0.02, layer_norm_eps=1e-12, pad_token_id=vocab.pad_id,
+            vocab_size=len(vocab.token),
+            max_position_embeddings=self.model_input_size,
+            hidden_act="relu",
+            hidden_dropout_prob=0.02,
+            attention_probs_dropout_prob=0.02,
+            initializer_range=0.02,
+            layer_norm_eps=1e-12,
+            pad_token_id=vocab.pad_id,
             **self.architecture,
         )
         return BertForMaskedLM(config)
@@ -334,8 +339,11 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         vocab = self.vocab()
         ids = var_gene_ids(adata, "ensembl", vocab.mapper())
         known = [e if e in vocab.median else None for e in ids]
-        cov = Coverage(adata.n_vars, sum(e is not None for e in known),
-                       [str(n) for n, e in zip(adata.var_names, known, strict=True) if e is None])
+        cov = Coverage(
+            adata.n_vars,
+            sum(e is not None for e in known),
+            [str(n) for n, e in zip(adata.var_names, known, strict=True) if e is None],
+        )
         self.coverage_[f"gene_coverage_{what}"] = cov.fraction
         cov.check("geneformer", min_fraction=0.2, what="genes of the data")
         X = adata.X
@@ -384,7 +392,7 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         for _ in range(self.pretrain_epochs):
             order = rng.permutation(len(seqs))
             for start in range(0, len(seqs), self.batch_size):
-                batch = [seqs[i] for i in order[start: start + self.batch_size]]
+                batch = [seqs[i] for i in order[start : start + self.batch_size]]
                 ids, attn = _pad(batch, self.vocab().pad_id)
                 inputs, labels = self._mask(ids, attn, gen)
                 if not (labels != -100).any():
@@ -445,12 +453,12 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         out = np.zeros((len(seqs), bert.config.hidden_size), np.float32)
         with torch.no_grad():
             for start in range(0, len(seqs), self.batch_size):
-                ids, attn = _pad(seqs[start: start + self.batch_size], self.vocab().pad_id)
-                hidden = bert(input_ids=ids, attention_mask=attn,
-                              output_hidden_states=True).hidden_states[layer]
+                ids, attn = _pad(seqs[start : start + self.batch_size], self.vocab().pad_id)
+                hidden = bert(input_ids=ids, attention_mask=attn, output_hidden_states=True).hidden_states[
+                    layer
+                ]
                 m = attn.unsqueeze(-1).to(hidden.dtype)
-                out[start: start + len(ids)] = (
-                    (hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
+                out[start : start + len(ids)] = ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
         return out
 
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:
@@ -462,8 +470,7 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         self.coverage_["gene_coverage"] = len(keep) / len(names) if names else 0.0
         table = self._bert().embeddings.word_embeddings.weight.detach().numpy()
         mat = table[[vocab.token[e] for _, e in keep]] if keep else np.zeros((0, table.shape[1]))
-        return pd.DataFrame(mat.astype(np.float32), index=pd.Index([n for n, _ in keep],
-                                                                     name="gene"))
+        return pd.DataFrame(mat.astype(np.float32), index=pd.Index([n for n, _ in keep], name="gene"))
 
     def fit_classifier(self, reference: ad.AnnData, label_key: str) -> None:
         """Fine-tune a ``BertForSequenceClassification`` from the BERT on the reference."""
@@ -488,10 +495,11 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         for _ in range(self.finetune_epochs):
             order = rng.permutation(keep)
             for start in range(0, len(order), self.batch_size):
-                idx = order[start: start + self.batch_size]
+                idx = order[start : start + self.batch_size]
                 ids, attn = _pad([seqs[i] for i in idx], self.vocab().pad_id)
-                loss = clf(input_ids=ids, attention_mask=attn,
-                           labels=torch.as_tensor(y[idx], dtype=torch.long)).loss
+                loss = clf(
+                    input_ids=ids, attention_mask=attn, labels=torch.as_tensor(y[idx], dtype=torch.long)
+                ).loss
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
@@ -508,7 +516,7 @@ class GeneformerAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, An
         pred = np.zeros(len(seqs), dtype=np.int64)
         with torch.no_grad():
             for start in range(0, len(seqs), self.batch_size):
-                ids, attn = _pad(seqs[start: start + self.batch_size], self.vocab().pad_id)
+                ids, attn = _pad(seqs[start : start + self.batch_size], self.vocab().pad_id)
                 logits = self.classifier_(input_ids=ids, attention_mask=attn).logits
-                pred[start: start + len(ids)] = logits.argmax(-1).numpy()
+                pred[start : start + len(ids)] = logits.argmax(-1).numpy()
         return self.labels_[pred].astype(object)

@@ -43,6 +43,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from baselines._scgpt_compat import install_torchtext_shim
+from baselines.checkpoints import UserCheckpointMixin
 from baselines.gene_ids import (
     Coverage,
     checkpoint_setting,
@@ -51,7 +52,6 @@ from baselines.gene_ids import (
     var_gene_ids,
 )
 from baselines.preprocessing import log_normalized
-from benchmarks.data.fetch import sha256_file
 from benchmarks.errors import InputError
 from benchmarks.interface import (
     AnnotationMixin,
@@ -59,7 +59,6 @@ from benchmarks.interface import (
     Capabilities,
     CellEmbeddingMixin,
     GeneEmbeddingMixin,
-    Init,
     ModelAdapter,
     PerturbationMixin,
     TaskKind,
@@ -88,7 +87,12 @@ def _dense(X: Any) -> np.ndarray:
 
 
 class ScGPTAdapter(
-    ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, AnnotationMixin, PerturbationMixin,
+    UserCheckpointMixin,
+    ModelAdapter,
+    GeneEmbeddingMixin,
+    CellEmbeddingMixin,
+    AnnotationMixin,
+    PerturbationMixin,
     BulkKnockoutMixin,
 ):
     """scGPT through its own library (``TransformerModel`` / ``TransformerGenerator``).
@@ -128,10 +132,15 @@ class ScGPTAdapter(
     name = "scgpt"
     description = "scGPT (PyPI scgpt 0.2.4 TransformerModel / TransformerGenerator)."
     capabilities = Capabilities(
-        task_kinds=frozenset({
-            TaskKind.GENE_EMBEDDING, TaskKind.CELL_EMBEDDING, TaskKind.ANNOTATION,
-            TaskKind.PERTURBATION, TaskKind.BULK_KNOCKOUT,
-        }),
+        task_kinds=frozenset(
+            {
+                TaskKind.GENE_EMBEDDING,
+                TaskKind.CELL_EMBEDDING,
+                TaskKind.ANNOTATION,
+                TaskKind.PERTURBATION,
+                TaskKind.BULK_KNOCKOUT,
+            }
+        ),
         organisms=frozenset({"human"}),
         gene_id_type="symbol",
         expression_kinds=frozenset({"counts", "log1p_normalized", "log2_normalized"}),
@@ -154,25 +163,29 @@ class ScGPTAdapter(
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            checkpoint=checkpoint, architecture=architecture, max_seq_len=max_seq_len,
-            pretrain_epochs=pretrain_epochs, finetune_epochs=finetune_epochs,
-            perturb_epochs=perturb_epochs, lr=lr, batch_size=batch_size, mask_ratio=mask_ratio,
-            dropout=dropout, corpus=list(corpus), **kwargs,
+            checkpoint=checkpoint,
+            architecture=architecture,
+            max_seq_len=max_seq_len,
+            pretrain_epochs=pretrain_epochs,
+            finetune_epochs=finetune_epochs,
+            perturb_epochs=perturb_epochs,
+            lr=lr,
+            batch_size=batch_size,
+            mask_ratio=mask_ratio,
+            dropout=dropout,
+            corpus=list(corpus),
+            **kwargs,
         )
         self.checkpoint_path = checkpoint_setting(checkpoint, "SCGPT_CHECKPOINT")
         q = self.quick
         self.architecture = dict(architecture or (QUICK_ARCH if q else WHOLE_HUMAN_ARCH))
         self._max_seq_len_set = max_seq_len is not None or q
         self.max_seq_len = int(max_seq_len or (256 if q else 1200))
-        self.pretrain_epochs = int(pretrain_epochs if pretrain_epochs is not None else (
-            1 if q else 10))
+        self.pretrain_epochs = int(pretrain_epochs if pretrain_epochs is not None else (1 if q else 10))
         self.finetune_epochs = finetune_epochs
-        self.perturb_epochs = int(perturb_epochs if perturb_epochs is not None else (
-            2 if q else 15))
-        self.lr = float(lr if lr is not None else (
-            1e-4 if self.checkpoint_path is not None else 1e-3))
-        self.batch_size, self.mask_ratio, self.dropout = int(batch_size), float(mask_ratio), float(
-            dropout)
+        self.perturb_epochs = int(perturb_epochs if perturb_epochs is not None else (2 if q else 15))
+        self.lr = float(lr if lr is not None else (1e-4 if self.checkpoint_path is not None else 1e-3))
+        self.batch_size, self.mask_ratio, self.dropout = int(batch_size), float(mask_ratio), float(dropout)
         self.corpus = tuple(corpus)
         self.vocab_: Any = None
         self.args_: dict[str, Any] = {}
@@ -185,17 +198,10 @@ class ScGPTAdapter(
         self.coverage_: dict[str, float] = {}
 
     # -- provenance ----------------------------------------------------------------------
-    @property
-    def init(self) -> Init:
-        """``pretrained`` with a user's scGPT directory, else ``scratch``."""
-        return "pretrained" if self.checkpoint_path is not None else "scratch"
-
-    @property
-    def checkpoint_sha256(self) -> str | None:
-        """sha256 of ``best_model.pt``."""
-        if self.checkpoint_path is None:
-            return None
-        return sha256_file(self.checkpoint_path / "best_model.pt")
+    def checkpoint_weights(self) -> Path:
+        """ScGPT's ``best_model.pt``."""
+        assert self.checkpoint_path is not None
+        return self.checkpoint_path / "best_model.pt"
 
     def extra_metrics(self) -> dict[str, float]:
         """Return gene coverage of the last inputs and the final training loss."""
@@ -229,19 +235,33 @@ class ScGPTAdapter(
     def _scratch_args(self) -> dict[str, Any]:
         """Return an ``args.json`` like the released models' for a model trained here."""
         return {
-            **self.architecture, "n_layers_cls": 3, "dropout": self.dropout, "pad_token": PAD,
-            "pad_value": -2, "mask_value": -1, "n_bins": 51, "input_emb_style": "continuous",
-            "max_seq_len": self.max_seq_len, "MVC": True, "mask_ratio": [self.mask_ratio],
+            **self.architecture,
+            "n_layers_cls": 3,
+            "dropout": self.dropout,
+            "pad_token": PAD,
+            "pad_value": -2,
+            "mask_value": -1,
+            "n_bins": 51,
+            "input_emb_style": "continuous",
+            "max_seq_len": self.max_seq_len,
+            "MVC": True,
+            "mask_ratio": [self.mask_ratio],
         }
 
     def _model_kwargs(self) -> dict[str, Any]:
         a = self.args_
         return {
-            "ntoken": len(self.vocab()), "d_model": a["embsize"], "nhead": a["nheads"],
-            "d_hid": a["d_hid"], "nlayers": a["nlayers"],
-            "nlayers_cls": a.get("n_layers_cls", 3), "vocab": self.vocab(),
-            "dropout": a.get("dropout", 0.2), "pad_token": a.get("pad_token", PAD),
-            "pad_value": a.get("pad_value", -2), "use_fast_transformer": False,
+            "ntoken": len(self.vocab()),
+            "d_model": a["embsize"],
+            "nhead": a["nheads"],
+            "d_hid": a["d_hid"],
+            "nlayers": a["nlayers"],
+            "nlayers_cls": a.get("n_layers_cls", 3),
+            "vocab": self.vocab(),
+            "dropout": a.get("dropout", 0.2),
+            "pad_token": a.get("pad_token", PAD),
+            "pad_value": a.get("pad_value", -2),
+            "use_fast_transformer": False,
         }
 
     def new_base(self) -> Any:
@@ -252,9 +272,16 @@ class ScGPTAdapter(
         torch.manual_seed(self.seed)
         self.vocab()
         return scgpt.model.TransformerModel(
-            **self._model_kwargs(), n_cls=1, do_mvc=True, do_dab=False, use_batch_labels=False,
-            domain_spec_batchnorm=False, input_emb_style="continuous", cell_emb_style="cls",
-            explicit_zero_prob=False, pre_norm=False,
+            **self._model_kwargs(),
+            n_cls=1,
+            do_mvc=True,
+            do_dab=False,
+            use_batch_labels=False,
+            domain_spec_batchnorm=False,
+            input_emb_style="continuous",
+            cell_emb_style="cls",
+            explicit_zero_prob=False,
+            pre_norm=False,
         )
 
     def _load_into(self, model: Any, state: dict[str, Any], what: str) -> Any:
@@ -262,8 +289,7 @@ class ScGPTAdapter(
         own = model.state_dict()
         renamed = {k.replace("Wqkv.", "in_proj_"): v for k, v in state.items()}
         matched = [k for k, v in renamed.items() if k in own and own[k].shape == v.shape]
-        core = [k for k in own if k.startswith(("encoder.", "value_encoder.",
-                                                 "transformer_encoder."))]
+        core = [k for k in own if k.startswith(("encoder.", "value_encoder.", "transformer_encoder."))]
         missing = [k for k in core if k not in matched]
         if missing:
             raise InputError(
@@ -294,8 +320,11 @@ class ScGPTAdapter(
         vocab = self.vocab()
         symbols = var_gene_ids(adata, "symbol")
         ids = np.array([vocab[s] if s is not None and s in vocab else -1 for s in symbols])
-        cov = Coverage(adata.n_vars, int((ids >= 0).sum()),
-                       [str(n) for n, i in zip(adata.var_names, ids, strict=True) if i < 0])
+        cov = Coverage(
+            adata.n_vars,
+            int((ids >= 0).sum()),
+            [str(n) for n, i in zip(adata.var_names, ids, strict=True) if i < 0],
+        )
         self.coverage_[f"gene_coverage_{what}"] = cov.fraction
         cov.check("scgpt", min_fraction=0.2, what="genes of the data")
         return ids
@@ -321,13 +350,20 @@ class ScGPTAdapter(
         import torch
 
         collator = scgpt.DataCollator(
-            do_padding=True, pad_token_id=self.vocab()[PAD],
-            pad_value=self.args_.get("pad_value", -2), do_mlm=mlm, do_binning=True,
-            mlm_probability=self.mask_ratio, mask_value=self.args_.get("mask_value", -1),
-            max_length=self.max_seq_len, sampling=True, keep_first_n_tokens=1,
+            do_padding=True,
+            pad_token_id=self.vocab()[PAD],
+            pad_value=self.args_.get("pad_value", -2),
+            do_mlm=mlm,
+            do_binning=True,
+            mlm_probability=self.mask_ratio,
+            mask_value=self.args_.get("mask_value", -1),
+            max_length=self.max_seq_len,
+            sampling=True,
+            keep_first_n_tokens=1,
         )
-        return collator([{"genes": torch.as_tensor(g), "expressions": torch.as_tensor(v.copy())}
-                         for g, v in items])
+        return collator(
+            [{"genes": torch.as_tensor(g), "expressions": torch.as_tensor(v.copy())} for g, v in items]
+        )
 
     def _corpus_tokens(self) -> list[tuple[np.ndarray, np.ndarray]]:
         from benchmarks.data.load import load_dataset
@@ -340,8 +376,7 @@ class ScGPTAdapter(
         return out
 
     # -- training --------------------------------------------------------------------------
-    def _train_gep(self, model: Any, items: list[tuple[np.ndarray, np.ndarray]],
-                   epochs: int) -> Any:
+    def _train_gep(self, model: Any, items: list[tuple[np.ndarray, np.ndarray]], epochs: int) -> Any:
         """Train GEP + GEPC (MVC): masked-value MSE from the tokens and from the cell embedding."""
         scgpt = _scgpt()
         import torch
@@ -356,7 +391,7 @@ class ScGPTAdapter(
         for _ in range(epochs):
             order = rng.permutation(len(items))
             for s in range(0, len(items), self.batch_size):
-                batch = self._collate([items[i] for i in order[s: s + self.batch_size]], True)
+                batch = self._collate([items[i] for i in order[s : s + self.batch_size]], True)
                 genes, target, inputs = batch["gene"], batch["expr"], batch["masked_expr"]
                 masked = inputs.eq(mask_value)
                 if not masked.any():
@@ -402,10 +437,10 @@ class ScGPTAdapter(
         out = np.zeros((len(items), self.args_["embsize"]), np.float32)
         with torch.no_grad():
             for s in range(0, len(items), self.batch_size):
-                batch = self._collate(items[s: s + self.batch_size], False)
+                batch = self._collate(items[s : s + self.batch_size], False)
                 genes = batch["gene"]
                 emb = model._encode(genes, batch["expr"], src_key_padding_mask=genes.eq(pad_id))
-                out[s: s + len(genes)] = emb[:, 0, :].numpy()
+                out[s : s + len(genes)] = emb[:, 0, :].numpy()
         norm = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norm > 0, norm, 1)
 
@@ -421,8 +456,11 @@ class ScGPTAdapter(
         model = self._current()
         with torch.no_grad():
             ids = torch.as_tensor([vocab[s] for _, s in keep], dtype=torch.long)
-            emb = model.encoder(ids.unsqueeze(0))[0].numpy() if keep else np.zeros(
-                (0, self.args_["embsize"]), np.float32)
+            emb = (
+                model.encoder(ids.unsqueeze(0))[0].numpy()
+                if keep
+                else np.zeros((0, self.args_["embsize"]), np.float32)
+            )
         return pd.DataFrame(emb, index=pd.Index([n for n, _ in keep], name="gene"))
 
     # -- annotation ------------------------------------------------------------------------
@@ -433,18 +471,23 @@ class ScGPTAdapter(
 
         items = self.tokens(reference)
         base = self.base(items if self.checkpoint_path is None else None)
-        self.labels_, y = np.unique(reference.obs[label_key].astype(str).to_numpy(),
-                                    return_inverse=True)
+        self.labels_, y = np.unique(reference.obs[label_key].astype(str).to_numpy(), return_inverse=True)
         torch.manual_seed(self.seed)
         clf = scgpt.model.TransformerModel(
-            **self._model_kwargs(), n_cls=len(self.labels_), do_mvc=False, do_dab=False,
-            use_batch_labels=False, domain_spec_batchnorm=False, input_emb_style="continuous",
-            cell_emb_style="cls", explicit_zero_prob=False, pre_norm=False,
+            **self._model_kwargs(),
+            n_cls=len(self.labels_),
+            do_mvc=False,
+            do_dab=False,
+            use_batch_labels=False,
+            domain_spec_batchnorm=False,
+            input_emb_style="continuous",
+            cell_emb_style="cls",
+            explicit_zero_prob=False,
+            pre_norm=False,
         )
         state = {k: v for k, v in base.state_dict().items() if not k.startswith("cls_decoder")}
         scgpt.utils.load_pretrained(clf, state, verbose=False)
-        epochs = int(self.finetune_epochs if self.finetune_epochs is not None else (
-            2 if self.quick else 10))
+        epochs = int(self.finetune_epochs if self.finetune_epochs is not None else (2 if self.quick else 10))
         opt = torch.optim.Adam(clf.parameters(), lr=self.lr)
         rng = np.random.default_rng(self.seed)
         pad_id = self.vocab()[PAD]
@@ -452,12 +495,13 @@ class ScGPTAdapter(
         for _ in range(epochs):
             order = rng.permutation(len(items))
             for s in range(0, len(items), self.batch_size):
-                idx = order[s: s + self.batch_size]
+                idx = order[s : s + self.batch_size]
                 batch = self._collate([items[i] for i in idx], False)
                 genes = batch["gene"]
                 out = clf(genes, batch["expr"], src_key_padding_mask=genes.eq(pad_id), CLS=True)
                 loss = torch.nn.functional.cross_entropy(
-                    out["cls_output"], torch.as_tensor(y[idx], dtype=torch.long))
+                    out["cls_output"], torch.as_tensor(y[idx], dtype=torch.long)
+                )
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
@@ -477,11 +521,10 @@ class ScGPTAdapter(
         pred = np.zeros(len(items), np.int64)
         with torch.no_grad():
             for s in range(0, len(items), self.batch_size):
-                batch = self._collate(items[s: s + self.batch_size], False)
+                batch = self._collate(items[s : s + self.batch_size], False)
                 genes = batch["gene"]
-                out = self.classifier_(genes, batch["expr"],
-                                       src_key_padding_mask=genes.eq(pad_id), CLS=True)
-                pred[s: s + len(genes)] = out["cls_output"].argmax(-1).numpy()
+                out = self.classifier_(genes, batch["expr"], src_key_padding_mask=genes.eq(pad_id), CLS=True)
+                pred[s : s + len(genes)] = out["cls_output"].argmax(-1).numpy()
         return self.labels_[pred].astype(object)
 
     # -- perturbation and knockout (TransformerGenerator) -------------------------------------
@@ -493,12 +536,20 @@ class ScGPTAdapter(
         torch.manual_seed(self.seed)
         self.vocab()
         gen = scgpt.model.TransformerGenerator(
-            **self._model_kwargs(), n_cls=1, pert_pad_id=2, do_mvc=False,
-            cell_emb_style="cls", explicit_zero_prob=False, pre_norm=False,
+            **self._model_kwargs(),
+            n_cls=1,
+            pert_pad_id=2,
+            do_mvc=False,
+            cell_emb_style="cls",
+            explicit_zero_prob=False,
+            pre_norm=False,
         )
         if base is not None:
-            state = {k: v for k, v in base.state_dict().items()
-                     if k.startswith(("encoder.", "value_encoder.", "transformer_encoder."))}
+            state = {
+                k: v
+                for k, v in base.state_dict().items()
+                if k.startswith(("encoder.", "value_encoder.", "transformer_encoder."))
+            }
             scgpt.utils.load_pretrained(gen, state, verbose=False)
         self.gen_genes_, self.gen_var_names_ = genes, var_names
         return gen
@@ -523,8 +574,7 @@ class ScGPTAdapter(
         src = torch.as_tensor(np.tile(ids, (len(X), 1)))
         return src, torch.as_tensor(values), torch.as_tensor(flags), src.eq(vocab[PAD])
 
-    def _train_generator(self, gen: Any, X_in: np.ndarray, perts: list[list[str]],
-                         X_out: np.ndarray) -> Any:
+    def _train_generator(self, gen: Any, X_in: np.ndarray, perts: list[list[str]], X_out: np.ndarray) -> Any:
         scgpt = _scgpt()
         import torch
 
@@ -536,10 +586,11 @@ class ScGPTAdapter(
         for _ in range(self.perturb_epochs):
             order = rng.permutation(len(X_in))
             for s in range(0, len(order), self.batch_size):
-                idx = order[s: s + self.batch_size]
+                idx = order[s : s + self.batch_size]
                 src, values, flags, pad = self._pert_inputs(X_in[idx], [perts[i] for i in idx])
-                out = gen(src, values, flags, src_key_padding_mask=pad, CLS=False, CCE=False,
-                          MVC=False, ECS=False)
+                out = gen(
+                    src, values, flags, src_key_padding_mask=pad, CLS=False, CCE=False, MVC=False, ECS=False
+                )
                 pred = out["mlm_output"][:, :n_genes]
                 target = torch.as_tensor(X_out[idx])
                 loss = scgpt.loss.masked_mse_loss(pred, target, ~pad[:, :n_genes])
@@ -556,19 +607,23 @@ class ScGPTAdapter(
         out = np.zeros((len(X_in), len(self.gen_genes_)), np.float32)
         with torch.no_grad():
             for s in range(0, len(X_in), self.batch_size):
-                src, values, flags, pad = self._pert_inputs(X_in[s: s + self.batch_size],
-                                                            perts[s: s + self.batch_size])
-                pred = self.generator_(src, values, flags, src_key_padding_mask=pad, CLS=False,
-                                       CCE=False, MVC=False, ECS=False)["mlm_output"]
-                out[s: s + len(src)] = pred[:, : len(self.gen_genes_)].numpy()
+                src, values, flags, pad = self._pert_inputs(
+                    X_in[s : s + self.batch_size], perts[s : s + self.batch_size]
+                )
+                pred = self.generator_(
+                    src, values, flags, src_key_padding_mask=pad, CLS=False, CCE=False, MVC=False, ECS=False
+                )["mlm_output"]
+                out[s : s + len(src)] = pred[:, : len(self.gen_genes_)].numpy()
         unknown = np.array([g not in self.vocab() for g in self.gen_genes_])
         out[:, unknown] = X_in[:, unknown]  # genes scGPT has no token for: no change predicted
         return out
 
     def _symbols(self, adata: ad.AnnData, what: str) -> list[str]:
         self._gene_ids(adata, what)  # records and checks coverage
-        return [s if s is not None else str(v) for s, v in zip(
-            var_gene_ids(adata, "symbol"), adata.var_names, strict=True)]
+        return [
+            s if s is not None else str(v)
+            for s, v in zip(var_gene_ids(adata, "symbol"), adata.var_names, strict=True)
+        ]
 
     def fit_perturbation(self, train: ad.AnnData, condition_key: str = "condition") -> None:
         """Fine-tune a ``TransformerGenerator``: random control cell + flags → perturbed cell."""
@@ -600,9 +655,11 @@ class ScGPTAdapter(
                 rows.append(ctrl.mean(0))
                 continue
             rows.append(self._predict_generator(ctrl, [genes] * len(ctrl)).mean(0))
-        return pd.DataFrame(np.vstack(rows) if rows else np.zeros((0, len(self.gen_genes_))),
-                            index=pd.Index([str(c) for c in conditions], name="condition"),
-                            columns=self.gen_var_names_)
+        return pd.DataFrame(
+            np.vstack(rows) if rows else np.zeros((0, len(self.gen_genes_))),
+            index=pd.Index([str(c) for c in conditions], name="condition"),
+            columns=self.gen_var_names_,
+        )
 
     def fit_knockout(self, train: ad.AnnData, ko_key: str = "ko_gene") -> None:
         """Fine-tune a ``TransformerGenerator`` on (before + knocked-out gene → after) pairs."""
@@ -613,9 +670,12 @@ class ScGPTAdapter(
         X = _dense(norm.X)
         obs = train.obs.reset_index(drop=True)
         before = obs[obs["state"] == "before"]
-        after_pos = {p: i for i, p in zip(obs.index[obs["state"] == "after"],
-                                          obs.loc[obs["state"] == "after", "pair_id"],
-                                          strict=True)}
+        after_pos = {
+            p: i
+            for i, p in zip(
+                obs.index[obs["state"] == "after"], obs.loc[obs["state"] == "after", "pair_id"], strict=True
+            )
+        }
         idx_b = [i for i, p in zip(before.index, before["pair_id"], strict=True) if p in after_pos]
         idx_a = [after_pos[p] for p in before["pair_id"] if p in after_pos]
         if not idx_b:
@@ -644,4 +704,3 @@ class ScGPTAdapter(
         self.vocab().save_json(out / "vocab.json")
         torch.save(copy.deepcopy(base.state_dict()), out / "best_model.pt")
         return out
-

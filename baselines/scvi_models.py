@@ -29,15 +29,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from baselines.checkpoints import UserCheckpointMixin
 from baselines.gene_ids import checkpoint_setting
 from baselines.preprocessing import highly_variable_genes, log_normalized
-from benchmarks.data.fetch import sha256_file
 from benchmarks.errors import InputError
 from benchmarks.interface import (
     AnnotationMixin,
     Capabilities,
     CellEmbeddingMixin,
-    Init,
     ModelAdapter,
     TaskKind,
 )
@@ -77,7 +76,7 @@ def _subset_genes(adata: ad.AnnData, genes: np.ndarray) -> ad.AnnData:
     return sub
 
 
-class _ScviBase(ModelAdapter):
+class _ScviBase(UserCheckpointMixin, ModelAdapter):
     """Settings and helpers shared by the scVI and scANVI adapters.
 
     Parameters
@@ -136,17 +135,10 @@ class _ScviBase(ModelAdapter):
         self.genes_: np.ndarray | None = None
         self.batch_key_: str | None = None
 
-    @property
-    def init(self) -> Init:
-        """``pretrained`` with a user's checkpoint, else ``scratch``."""
-        return "pretrained" if self.checkpoint_path is not None else "scratch"
-
-    @property
-    def checkpoint_sha256(self) -> str | None:
-        """sha256 of the checkpoint's ``model.pt``."""
-        if self.checkpoint_path is None:
-            return None
-        return sha256_file(_weights_file(self.checkpoint_path))
+    def checkpoint_weights(self) -> Path:
+        """The scvi-tools directory's ``model.pt``."""
+        assert self.checkpoint_path is not None
+        return _weights_file(self.checkpoint_path)
 
     # -- helpers ---------------------------------------------------------------------------
     def _train_kwargs(self) -> dict[str, Any]:
