@@ -68,3 +68,15 @@ def test_gene_programs_on_labelled_pbmc(tmp_path):
     assert abs(rand["program_coherence"]) < 0.02
     assert coexp["program_coherence"] > rand["program_coherence"] + 0.02
     assert (tmp_path / "c" / "gene_programs.png").is_file()
+
+
+def test_sergio_true_network_with_its_own_expression(tmp_path):
+    """On SERGIO data the truth is the simulated GRN; co-expression of the task's cells finds it."""
+    card, adata = load_dataset("sergio_batches")
+    suite = GRNSuite()
+    task = suite.prepare(adata, card, 0)
+    assert task.params["mode"] == "network" and task.params["n_true_edges"] > 20
+    rand = suite.run(build_model("random", seed=0), task, 0, tmp_path / "r").metrics
+    coexp = suite.run(build_model("coexpression", seed=0), task, 0, tmp_path / "c").metrics
+    assert coexp["coverage"] == 1.0  # fitted on the task's own cells
+    assert coexp["auprc_ratio"] > rand["auprc_ratio"] + 0.5

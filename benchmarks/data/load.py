@@ -236,10 +236,19 @@ def load_anndata(card: DatasetCard, *, keys: UserKeys | None = None, path: Path 
         "condition_key": spec.condition_key,
         "split_key": spec.split_key,
         "nan_genes_dropped": nan_dropped,
+        "grn": _true_grn(raw),
         "reference_values": list(spec.reference_values),
         "query_values": list(spec.query_values),
     }
     return adata
+
+
+def _true_grn(raw: ad.AnnData) -> dict[str, list[str]] | None:
+    """The ground-truth network a simulated file carries (``uns["grn"]``: ``reg``/``tar``)."""
+    grn = raw.uns.get("grn")
+    if not isinstance(grn, dict) or "reg" not in grn or "tar" not in grn:
+        return None
+    return {"regulator": [str(g) for g in grn["reg"]], "target": [str(g) for g in grn["tar"]]}
 
 
 def card_for_user_file(path: Path, keys: UserKeys) -> DatasetCard:

@@ -115,7 +115,7 @@ class GRNSuite(Suite):
     required_kinds = frozenset({TaskKind.GENE_EMBEDDING})
     headline_metrics = ("epr", "auprc_ratio", "coverage", "program_coherence")
     higher_is_better = {"epr": True, "auprc_ratio": True, "coverage": True, "program_coherence": True}
-    default_datasets = BEELINE
+    default_datasets = (*BEELINE, "sergio_batches")
     quick_datasets = ("beeline_string_hesc_tfs500",)
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
