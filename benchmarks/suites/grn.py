@@ -107,6 +107,40 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / np.clip(na * nb, 1e-12, None)
 
 
+def network_task(
+    dataset: dict[str, Any],
+    tfs: list[str],
+    genes: list[str],
+    edges: set[tuple[str, str]],
+    expression: ad.AnnData | None = None,
+) -> TaskData:
+    """Task data of a ground-truth network: candidate pairs, their truth, the stated density."""
+    t, g = candidate_pairs(tfs, genes)
+    truth = np.array([(tfs[i], genes[j]) in edges for i, j in zip(t, g, strict=True)])
+    return TaskData(
+        dataset=dataset,
+        payload={
+            "mode": "network",
+            "tfs": tfs,
+            "genes": genes,
+            "t": t,
+            "g": g,
+            "truth": truth,
+            "expression": expression,
+        },
+        params={
+            "mode": "network",
+            "n_tfs": len(tfs),
+            "n_genes": len(genes),
+            "n_edges_listed": len(edges),
+            "n_candidates": int(truth.size),
+            "n_true_edges": int(truth.sum()),
+            "density": float(truth.mean()),
+            "candidates": "all TF→gene pairs, TF ≠ gene",
+        },
+    )
+
+
 class GRNSuite(Suite):
     """Cosine similarity of gene embeddings as TF→gene edge scores; gene programs."""
 
@@ -128,48 +162,16 @@ class GRNSuite(Suite):
         """Network mode for ``grn`` cards, gene-program mode for labelled expression sets."""
         if card.kind == "grn":
             tfs, genes, edges = read_beeline(resolve(card))
-            t, g = candidate_pairs(tfs, genes)
-            truth = np.array([(tfs[i], genes[j]) in edges for i, j in zip(t, g, strict=True)])
-            return TaskData(
-                dataset=card.provenance(),
-                payload={"mode": "network", "tfs": tfs, "genes": genes, "t": t, "g": g, "truth": truth},
-                params={
-                    "mode": "network",
-                    "n_tfs": len(tfs),
-                    "n_genes": len(genes),
-                    "n_edges_listed": len(edges),
-                    "n_candidates": int(truth.size),
-                    "n_true_edges": int(truth.sum()),
-                    "density": float(truth.mean()),
-                    "candidates": "all TF→gene pairs, TF ≠ gene",
-                },
-            )
+            return network_task(card.provenance(), tfs, genes, edges)
         if adata is not None and adata.uns["cgcbench"].get("grn") is not None:
             grn = adata.uns["cgcbench"]["grn"]
-            tfs, genes = sorted(set(grn["regulator"])), list(map(str, adata.var_names))
             edges = set(zip(map(str, grn["regulator"]), map(str, grn["target"]), strict=True))
-            t, g = candidate_pairs(tfs, genes)
-            truth = np.array([(tfs[i], genes[j]) in edges for i, j in zip(t, g, strict=True)])
-            return TaskData(
-                dataset=adata.uns["cgcbench"]["dataset"],
-                payload={
-                    "mode": "network",
-                    "tfs": tfs,
-                    "genes": genes,
-                    "t": t,
-                    "g": g,
-                    "truth": truth,
-                    "expression": adata,
-                },
-                params={
-                    "mode": "network",
-                    "n_tfs": len(tfs),
-                    "n_genes": len(genes),
-                    "n_candidates": int(truth.size),
-                    "n_true_edges": int(truth.sum()),
-                    "density": float(truth.mean()),
-                    "candidates": "all TF→gene pairs, TF ≠ gene",
-                },
+            return network_task(
+                adata.uns["cgcbench"]["dataset"],
+                sorted(set(grn["regulator"])),
+                list(map(str, adata.var_names)),
+                edges,
+                expression=adata,
             )
         if adata is not None:
             label_key = adata.uns["cgcbench"].get("label_key")
