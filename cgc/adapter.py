@@ -86,6 +86,7 @@ from cgc.finetune import (
 )
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
+from cgc.preprocess import first_mapped_columns
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import SPECIAL_TOKENS
 from cgc.train.checkpoint import MANIFEST, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -686,9 +687,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         """Vocabulary ids of the data's genes and the panel (mapped genes, capped by mean value)."""
         symbols = _symbols(adata)
         ids, rep = self.priors.map_genes([s or "" for s in symbols], "symbol")
-        cols = np.flatnonzero(ids >= 0)
-        _, first = np.unique(ids[cols], return_index=True)
-        cols = np.sort(cols[first])
+        cols = first_mapped_columns(ids)
         if len(cols) == 0:
             raise InputError(
                 f"cgc: none of the {adata.n_vars} genes is in the CGC vocabulary; CGC needs human "

@@ -6,12 +6,11 @@ from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch_geometric.data import Batch
 
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import bin_values, looks_like_counts, normalize_log1p, sample_genes
+from cgc.preprocess import bin_values, first_mapped_columns, normalize_as, sample_genes
 
 if TYPE_CHECKING:
     from cgc.model import CGCModel
@@ -28,17 +27,8 @@ def cell_graphs(model: CGCModel, adata: ad.AnnData, id_type: str = "symbol",
     """
     ids, report = model.priors.map_genes(list(adata.var_names), id_type)
     report.check(min_mapped_fraction, where="embed_cells(adata)")
-    cols = np.flatnonzero(ids >= 0)
-    _, first = np.unique(ids[cols], return_index=True)
-    cols = np.sort(cols[first])
-    x = adata.layers[layer] if layer is not None else adata.X
-    x = sp.csr_matrix(x, dtype=np.float32)
-    mode = ("total" if looks_like_counts(x) else "none") if normalize == "auto" else normalize
-    if mode == "total":
-        x = normalize_log1p(x)
-    elif mode == "log1p":
-        x = x.copy()
-        np.log1p(x.data, out=x.data)
+    cols = first_mapped_columns(ids)
+    x = normalize_as(adata.layers[layer] if layer is not None else adata.X, normalize)
     x = x[:, cols].tocsr()
     col_ids = ids[cols]
     builder = CellGraphBuilder(model.priors, model.config)

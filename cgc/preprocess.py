@@ -94,6 +94,33 @@ def normalize_log1p(x: sp.spmatrix | np.ndarray, target_sum: float = 1e4) -> sp.
     return x.astype(np.float32)
 
 
+def normalize_as(x: sp.spmatrix | np.ndarray, normalize: str = "auto") -> sp.csr_matrix:
+    """Return ``x`` as float32 CSR, normalised as asked.
+
+    ``"auto"`` applies total-count + ``log1p`` when ``x`` holds counts and leaves it as is
+    otherwise; ``"total"`` always does that, ``"log1p"`` only log-transforms, ``"none"``
+    leaves the values unchanged.
+    """
+    x = sp.csr_matrix(x, dtype=np.float32)
+    mode = ("total" if looks_like_counts(x) else "none") if normalize == "auto" else normalize
+    if mode == "total":
+        return normalize_log1p(x)
+    if mode == "log1p":
+        x = x.copy()
+        np.log1p(x.data, out=x.data)
+        return x
+    if mode != "none":
+        raise ValueError(f"normalize={normalize!r}; use 'auto', 'total', 'log1p' or 'none'")
+    return x
+
+
+def first_mapped_columns(ids: np.ndarray) -> np.ndarray:
+    """Sorted column indices with a vocabulary id (``>= 0``), keeping the first of duplicates."""
+    cols = np.flatnonzero(ids >= 0)
+    _, first = np.unique(ids[cols], return_index=True)
+    return np.sort(cols[first])
+
+
 def highly_variable(s1: np.ndarray, s2: np.ndarray, n: int, n_top: int) -> np.ndarray:
     """Pick the ``n_top`` genes of highest variance from streamed moments.
 

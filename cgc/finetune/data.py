@@ -23,7 +23,7 @@ from torch_geometric.data import Data
 
 from cgc.config import CGCConfig
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import Seed, bin_values, looks_like_counts, normalize_log1p, prepare_cell
+from cgc.preprocess import Seed, bin_values, first_mapped_columns, normalize_as, prepare_cell
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import MappingReport
 
@@ -83,19 +83,8 @@ def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequenc
     """
     names = [s if s else "" for s in symbols]
     ids, report = priors.map_genes(names, "symbol")
-    cols = np.flatnonzero(ids >= 0)
-    _, first = np.unique(ids[cols], return_index=True)
-    cols = np.sort(cols[first])
-    x = sp.csr_matrix(X, dtype=np.float32)
-    mode = ("total" if looks_like_counts(x) else "none") if normalize == "auto" else normalize
-    if mode == "total":
-        x = normalize_log1p(x)
-    elif mode == "log1p":
-        x = x.copy()
-        np.log1p(x.data, out=x.data)
-    elif mode != "none":
-        raise ValueError(f"normalize={normalize!r}; use 'auto', 'total', 'log1p' or 'none'")
-    x = x[:, cols].tocsr()
+    cols = first_mapped_columns(ids)
+    x = normalize_as(X, normalize)[:, cols].tocsr()
     return CellMatrix(x, ids[cols], cols, report)
 
 
