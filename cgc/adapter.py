@@ -359,8 +359,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     finetune_epochs, max_steps, max_cells
         Fine-tuning epochs (SPEC 30, scaled for CPU: 3; *quick* 1), a cap on optimiser steps
         per fit (400; *quick* 12) and on training cells (2,000; *quick* 300).
-    batch_size, grad_accum, lr
-        Fine-tuning micro-batch (SPEC 8), accumulation (SPEC 2) and Adam learning rate.
+    batch_size, grad_accum, lr, head_lr
+        Fine-tuning micro-batch (SPEC 8), accumulation (SPEC 2) and Adam learning rates of the
+        encoder and of the task heads (``None``: ``lr``).
     dar_weight, ecs_weight, ecs_threshold
         Cell-embedding fine-tuning: domain-adaptation and elastic-cell-similarity weights and
         threshold (0.8).
@@ -409,6 +410,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         batch_size: int = 8,
         grad_accum: int = 2,
         lr: float = 1e-3,
+        head_lr: float | None = None,
         dar_weight: float = 1.0,
         ecs_weight: float = 10.0,
         ecs_threshold: float = 0.8,
@@ -445,6 +447,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "batch_size": int(batch_size),
             "grad_accum": int(grad_accum),
             "lr": float(lr),
+            "head_lr": float(head_lr) if head_lr is not None else None,
             "dar_weight": float(dar_weight),
             "ecs_weight": float(ecs_weight),
             "ecs_threshold": float(ecs_threshold),
@@ -588,7 +591,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     def _settings(self, n_items: int) -> TrainSettings:
         return TrainSettings(epochs=self.s["finetune_epochs"], batch_size=self.s["batch_size"],
                              grad_accum=self.s["grad_accum"], lr=self.s["lr"],
-                             max_steps=self.s["max_steps"])
+                             head_lr=self.s["head_lr"], max_steps=self.s["max_steps"])
 
     def _subsample(self, n: int, salt: int) -> np.ndarray:
         if n <= self.s["max_cells"]:

@@ -9,7 +9,13 @@ from cgc.nn.encoders import MLP3
 
 
 class CellClassifierHead(nn.Module):
-    """Three-layer MLP on the cell embedding ``h_c`` (annotation, SPEC §5.4).
+    """Three-layer MLP on the standardised cell embedding ``h_c`` (annotation, SPEC §5.4).
+
+    The head first standardises ``h_c`` with a per-dimension shift and scale (buffers, saved
+    with the head). A pre-trained ``h_c`` has a large component shared by all cells and small
+    cell-to-cell differences; an MLP fed the raw vector learns the majority class and stops
+    there. :meth:`fit_standardization` sets the buffers from the reference cells' ``h_c``
+    before fine-tuning (identity until then).
 
     Parameters
     ----------
@@ -20,13 +26,38 @@ class CellClassifierHead(nn.Module):
 
     """
 
+    shift: Tensor
+    scale: Tensor
+
     def __init__(self, d_model: int, n_classes: int) -> None:
         super().__init__()
+        self.register_buffer("shift", torch.zeros(d_model))
+        self.register_buffer("scale", torch.ones(d_model))
         self.mlp = MLP3(d_model, d_model, n_classes)
+
+    @torch.no_grad()
+    def fit_standardization(self, h_cell: Tensor, eps: float = 1e-6) -> None:
+        """Set the shift/scale to the per-dimension mean and standard deviation of ``h_cell``.
+
+        Parameters
+        ----------
+        h_cell
+            ``[n_cells, d_model]`` embeddings of the training cells (at least two).
+        eps
+            Floor of the scale (dimensions that do not vary are only centred).
+
+        """
+        if h_cell.ndim != 2 or h_cell.shape[0] < 2 or h_cell.shape[1] != self.shift.numel():
+            raise ValueError(f"fit_standardization needs [n>=2, {self.shift.numel()}] embeddings, "
+                             f"got {tuple(h_cell.shape)}")
+        h = h_cell.to(self.shift.device, torch.float32)
+        self.shift.copy_(h.mean(0))
+        self.scale.copy_(h.std(0).clamp_min(eps))
 
     def forward(self, h_cell: Tensor) -> Tensor:
         """Return ``[B, n_classes]`` logits."""
-        return self.mlp(h_cell)
+        z = (h_cell - self.shift.to(h_cell.dtype)) / self.scale.to(h_cell.dtype)
+        return self.mlp(z)
 
 
 class BatchDiscriminator(nn.Module):

@@ -34,7 +34,10 @@ class TrainSettings:
     batch_size, grad_accum
         Items per micro-batch and micro-batches per optimiser step (SPEC §5.4: 8 and 2).
     lr
-        Adam learning rate.
+        Adam learning rate of the CGC encoder.
+    head_lr
+        Adam learning rate of the task head (and of the batch discriminator); ``None``: ``lr``.
+        Heads start from random weights and need a larger rate than the pre-trained encoder.
     max_steps
         Stop after this many optimiser steps (``None``: run all epochs).
     grad_clip
@@ -48,6 +51,7 @@ class TrainSettings:
     batch_size: int = 8
     grad_accum: int = 2
     lr: float = 1e-4
+    head_lr: float | None = None
     max_steps: int | None = None
     grad_clip: float | None = 1.0
     freeze_encoder: bool = False
@@ -76,27 +80,36 @@ def _device(model: nn.Module) -> torch.device:
 
 def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettings, seed: int,
              step: Callable[[np.ndarray, np.random.Generator], Tensor],
-             modules: Sequence[nn.Module] = ()) -> TrainLog:
+             modules: Sequence[nn.Module] = (),
+             head_params: Iterable[nn.Parameter] = ()) -> TrainLog:
     """Generic loop: shuffle items per epoch, micro-batches, gradient accumulation, Adam.
 
     Parameters
     ----------
     params
-        Parameters to optimise.
+        Encoder parameters to optimise (learning rate ``settings.lr``).
     n_items
         Number of training items.
     settings
-        Epochs, batch size, accumulation, learning rate, step cap.
+        Epochs, batch size, accumulation, learning rates, step cap.
     seed
         Seed of the shuffling and of the generator handed to ``step``.
     step
         ``step(item_positions, rng) -> loss`` for one micro-batch.
     modules
         Modules put in training mode during the loop.
+    head_params
+        Head parameters (learning rate ``settings.head_lr``, default ``settings.lr``).
 
     """
     params = [p for p in params if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=settings.lr)
+    heads = [p for p in head_params if p.requires_grad]
+    groups = [{"params": params, "lr": settings.lr}] if params else []
+    if heads:
+        groups.append({"params": heads, "lr": settings.head_lr if settings.head_lr is not None
+                       else settings.lr})
+    params = params + heads
+    opt = torch.optim.Adam(groups, lr=settings.lr)
     rng = np.random.default_rng(seed)
     log = TrainLog()
     for m in modules:
@@ -170,7 +183,7 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
     disc = None
     if batch_labels is not None and dar_weight > 0 and len(np.unique(batch_labels)) > 1:
         disc = BatchDiscriminator(model.config.d_model, int(batch_labels.max()) + 1).to(dev)
-    params = _encoder_params(model, settings) + (list(disc.parameters()) if disc else [])
+    params = _encoder_params(model, settings)
 
     def step(idx: np.ndarray, rng: np.random.Generator) -> Tensor:
         graphs = [expressed_graph(builder, model.config, cells, int(r), rng, mask=True) for r in idx]
@@ -185,14 +198,15 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
         return loss
 
     mods: list[nn.Module] = [model] + ([disc] if disc is not None else [])
-    log = run_loop(params, cells.n_cells, settings, seed, step, mods)
+    log = run_loop(params, cells.n_cells, settings, seed, step, mods,
+                   head_params=disc.parameters() if disc is not None else ())
     model.eval()
     return log
 
 
 def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence[Data],
                      labels: np.ndarray, settings: TrainSettings | None = None,
-                     seed: int = 0) -> TrainLog:
+                     seed: int = 0, standardize: bool = True) -> TrainLog:
     """Fine-tune the model and a classifier head on ``h_c`` with cross-entropy (SPEC §5.4).
 
     Parameters
@@ -207,6 +221,9 @@ def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence
         Optimisation settings.
     seed
         Seed of the batch order.
+    standardize
+        Set the head's input standardisation from the ``h_c`` of ``graphs`` under the
+        starting weights (:meth:`~cgc.finetune.heads.CellClassifierHead.fit_standardization`).
 
     """
     settings = settings or TrainSettings()
@@ -218,8 +235,10 @@ def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence
         logits = head(model(batch).h_cell)
         return F.cross_entropy(logits, y_all[idx].to(dev))
 
-    params = _encoder_params(model, settings) + list(head.parameters())
-    log = run_loop(params, len(graphs), settings, seed, step, [model, head])
+    if standardize:
+        head.fit_standardization(torch.as_tensor(cell_outputs(model, graphs)))
+    log = run_loop(_encoder_params(model, settings), len(graphs), settings, seed, step, [model, head],
+                   head_params=head.parameters())
     model.eval()
     head.eval()
     return log
@@ -364,8 +383,8 @@ def train_decoder(model: CGCModel, decoder: GeneDecoder, n_items: int,
         pred = decoder(out.h[genes], batch.base[genes])
         return loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], gen)
 
-    params = _encoder_params(model, settings) + list(decoder.parameters())
-    log = run_loop(params, n_items, settings, seed, step, [model, decoder])
+    log = run_loop(_encoder_params(model, settings), n_items, settings, seed, step, [model, decoder],
+                   head_params=decoder.parameters())
     model.eval()
     decoder.eval()
     return log

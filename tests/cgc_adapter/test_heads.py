@@ -109,6 +109,42 @@ def test_classifier_head_loss_falls(model, labelled) -> None:
     assert _falls(log.losses)
 
 
+def test_classifier_head_standardises_h_cell_from_the_starting_model(model, labelled) -> None:
+    from cgc.finetune import cell_outputs
+
+    cm = map_matrix(model.priors, labelled[:48].X, list(labelled.var_names))
+    graphs = embedding_graphs(model, cm)
+    h0 = torch.as_tensor(cell_outputs(model, graphs))
+    y = (labelled.obs["cell_type"].to_numpy()[:48] == "big").astype(int)
+    head = CellClassifierHead(model.config.d_model, 2)
+    assert torch.equal(head.shift, torch.zeros(model.config.d_model))  # identity before fitting
+    train_classifier(model, head, graphs, y, TrainSettings(epochs=1, batch_size=8, grad_accum=1, lr=0.0,
+                                                           head_lr=1e-3), seed=0)
+    assert torch.allclose(head.shift, h0.mean(0), atol=1e-5)
+    assert torch.allclose(head.scale, h0.std(0).clamp_min(1e-6), atol=1e-5)
+    z = (h0 - head.shift) / head.scale  # what the MLP sees: centred, unit spread per dimension
+    assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-4)
+    assert torch.allclose(z.std(0), torch.ones_like(z[0]), atol=1e-3)
+    # the buffers travel with the head's state dict (saved/loaded with the classifier)
+    clone = CellClassifierHead(model.config.d_model, 2)
+    clone.load_state_dict(head.state_dict())
+    assert torch.equal(clone(h0), head(h0))
+    with pytest.raises(ValueError, match="fit_standardization"):
+        head.fit_standardization(h0[:1])
+
+
+def test_encoder_and_head_learning_rates_are_separate(model, labelled) -> None:
+    cm = map_matrix(model.priors, labelled[:16].X, list(labelled.var_names))
+    y = (labelled.obs["cell_type"].to_numpy()[:16] == "big").astype(int)
+    head = CellClassifierHead(model.config.d_model, 2)
+    enc0 = {k: v.clone() for k, v in model.state_dict().items()}
+    head0 = {k: v.clone() for k, v in head.mlp.state_dict().items()}
+    train_classifier(model, head, embedding_graphs(model, cm), y,
+                     TrainSettings(epochs=1, batch_size=8, grad_accum=1, lr=0.0, head_lr=1e-2), seed=0)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in enc0.items())  # encoder lr 0: unchanged
+    assert any(not torch.equal(v, head.mlp.state_dict()[k]) for k, v in head0.items())
+
+
 def _panel_setup(model, perturb_data):
     from cgc.priors.vocab import SPECIAL_TOKENS
 
