@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks.errors import InputError
 from benchmarks.interface import TaskKind
 from benchmarks.registry import build_model, parse_model
 from cgc import CGCModel
@@ -174,3 +175,29 @@ def test_default_checkpoint_is_built_once_and_cached(monkeypatch, tmp_path, pbmc
     d3 = mod.default_checkpoint(tiny_config.replace(use_graph=False), steps=3, seed=0, n_cells=200,
                                 text_encoder="hashing:16")
     assert d3 != d1  # an ablated config has its own pre-training
+
+
+def test_pretrain_seed_run_gives_each_benchmark_seed_its_own_checkpoint(monkeypatch, tmp_path, pbmc_tiny,
+                                                                        tiny_priors, tiny_config) -> None:
+    import types
+
+    import cgc.adapter as mod
+
+    monkeypatch.setenv("CGCBENCH_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(mod, "_corpus", lambda n, seed: ([pbmc_tiny[:200].copy()], list(pbmc_tiny.var_names)))
+    monkeypatch.setattr(mod, "default_priors", lambda *a, **k: tiny_priors)
+    monkeypatch.setattr(mod, "_card_sha", lambda name: [name])
+    monkeypatch.setattr(mod, "load_config", lambda spec: types.SimpleNamespace(model=tiny_config))
+    kw = {"pretrain_steps": 2, "pretrain_cells": 200, "text_encoder": "hashing:16"}
+
+    def sha(seed: int, pretrain_seed: int | str) -> tuple[str, int]:
+        a = mod.CGCAdapter(seed=seed, pretrain_seed=pretrain_seed, **kw)
+        return a.checkpoint_sha256, a.params["pretraining"]["seed"]
+
+    shared = {sha(s, 0) for s in (0, 1)}
+    assert len(shared) == 1 and next(iter(shared))[1] == 0  # default: one checkpoint for every seed
+    own0, own1 = sha(0, "run"), sha(1, "run")
+    assert own0[1] == 0 and own1[1] == 1 and own0[0] != own1[0]
+    assert own0 in shared  # seed 0 with "run" is the shared default checkpoint, reused from the cache
+    with pytest.raises(InputError, match="pretrain_seed"):
+        mod.CGCAdapter(seed=0, pretrain_seed="each", **kw)
