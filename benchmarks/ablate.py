@@ -11,6 +11,7 @@ t-interval.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +22,8 @@ from rich.table import Table
 
 from benchmarks.errors import InputError
 from benchmarks.leaderboard.ablation import AblationResult, ablations
+
+log = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS: tuple[str, ...] = (
     "no-graph",
@@ -68,6 +71,37 @@ def ablation_models(base: str = "cgc", variants: Sequence[str] | None = None) ->
             )
         chosen = list(variants)
     return [base, *(f"{base}:{v}" for v in chosen)]
+
+
+ZERO_SHOT_KINDS = frozenset({"gene_embedding"})
+"""Task kinds scored on pre-trained weights without fine-tuning."""
+
+
+def zero_shot_params(suite: str, base: str, model_params: dict[str, dict[str, Any]]
+                     ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Add the base model's :attr:`~benchmarks.interface.ModelAdapter.zero_shot_seed_params`.
+
+    Only on a zero-shot suite, and only keys the user did not set.
+
+    Returns
+    -------
+    model_params : dict
+        The updated per-model settings (a copy).
+    added : dict
+        The settings that were added (empty when none were).
+
+    """
+    from benchmarks.registry import model_class, suite_class
+
+    out = {k: dict(v) for k, v in model_params.items()}
+    if not {str(k) for k in suite_class(suite).required_kinds} <= ZERO_SHOT_KINDS:
+        return out, {}
+    own = out.setdefault(base, {})
+    added = {k: v for k, v in model_class(base).zero_shot_seed_params.items() if k not in own}
+    own.update(added)
+    if not own:
+        del out[base]
+    return out, added
 
 
 def compare(records: Sequence[dict[str, Any]], suite: str, confidence: float = 0.95) -> list[AblationResult]:
@@ -136,6 +170,10 @@ def run_ablation(
     if len(seeds) < 2:
         given = ",".join(map(str, seeds))
         raise InputError(f"--seeds {given}: intervals need at least two seeds, e.g. 0,1,2")
+    model_params, added = zero_shot_params(suite, base, dict(model_params or {}))
+    if added:
+        settings = ", ".join(f"{base}.{k}={v}" for k, v in added.items())
+        log.info("%s is zero-shot: %s so that every seed has its own pre-training", suite, settings)
     request = RunRequest(
         suite=suite,
         models=ablation_models(base, variants),
@@ -145,7 +183,7 @@ def run_ablation(
         results_dir=results_dir,
         tracking_uri=tracking_uri,
         suite_options=dict(suite_options or {}),
-        model_params=dict(model_params or {}),
+        model_params=model_params,
         resume=resume,
         offline=offline,
     )
@@ -190,6 +228,12 @@ def ablate_command(
         if not sep:
             raise InputError(f"--model-set {key}: expected MODEL.KEY=VALUE, e.g. cgc.pretrain_steps=100")
         model_params.setdefault(model, {})[field] = value
+    console = Console()
+    model_params, added = zero_shot_params(suite, base, model_params)
+    if added:
+        settings = " ".join(f"--model-set {base}.{k}={v}" for k, v in added.items())
+        console.print(f"{suite} scores pre-trained weights as they are (zero-shot): using {settings} so "
+                      "that every seed has its own pre-training (set it yourself to override)")
     records, results = run_ablation(
         suite,
         _split_csv(datasets),
@@ -204,7 +248,6 @@ def ablate_command(
         offline=offline,
         confidence=confidence,
     )
-    console = Console()
     failed = [r for r in records if r.get("status") != "FINISHED"]
     for r in failed:
         msg = (r.get("error") or {}).get("message", r.get("reason", ""))

@@ -112,6 +112,14 @@ class ModelAdapter(abc.ABC):
     """Controls bound a metric (trivial or perfect scores); the leaderboard styles them apart."""
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     """Named variants: ``"no-graph" -> {"use_graph": False}`` lets ``model:no-graph`` work."""
+    zero_shot_seed_params: ClassVar[Mapping[str, Any]] = {}
+    """Settings that make the benchmark seed reach pre-training (e.g. ``{"pretrain_seed": "run"}``).
+
+    In a zero-shot suite a model is scored on its pre-trained weights as they are; when those
+    come from one fixed pre-training seed, every benchmark seed scores the same weights and
+    seed-to-seed intervals (``cgcbench ablate``) say nothing. ``cgcbench ablate`` applies these
+    settings on zero-shot suites unless the user set the same keys.
+    """
 
     def __init__(self, *, seed: int = 0, quick: bool = False, variant: str = "", **params: Any) -> None:
         self.seed = int(seed)

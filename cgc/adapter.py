@@ -407,6 +407,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         "-node=token": {"node_features": _without(NODE_FEATURES, "token")},
     }
 
+    zero_shot_seed_params: Mapping[str, Any] = {"pretrain_seed": "run"}
+
     def __init__(
         self,
         *,

@@ -67,3 +67,16 @@ def test_ablate_command_prints_table(monkeypatch, tmp_path) -> None:
 def test_run_ablation_needs_two_seeds(tmp_path) -> None:
     with pytest.raises(InputError, match="at least two seeds"):
         ablate.run_ablation("clustering", ["sergio_batches"], [0], results_dir=tmp_path)
+
+
+def test_zero_shot_suites_give_each_seed_its_own_pretraining() -> None:
+    # gene classification and GRN score pre-trained weights as they are: seeds must reach pre-training
+    for suite in ("gene-classification", "grn"):
+        params, added = ablate.zero_shot_params(suite, "cgc", {})
+        assert added == {"pretrain_seed": "run"} and params == {"cgc": {"pretrain_seed": "run"}}
+    # a user's own setting wins, and other settings are kept
+    params, added = ablate.zero_shot_params("grn", "cgc", {"cgc": {"pretrain_seed": 4, "pretrain_steps": 5}})
+    assert added == {} and params == {"cgc": {"pretrain_seed": 4, "pretrain_steps": 5}}
+    # suites that fine-tune keep one shared checkpoint (seeds vary the fine-tuning)
+    for suite in ("clustering", "annotation", "perturbation", "bulk-knockout"):
+        assert ablate.zero_shot_params(suite, "cgc", {}) == ({}, {})
