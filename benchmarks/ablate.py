@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -154,8 +154,12 @@ def run_ablation(
     offline: bool = False,
     tracking_uri: str | None = None,
     confidence: float = 0.95,
+    say: Callable[[str], Any] = log.info,
 ) -> tuple[list[dict[str, Any]], list[AblationResult]]:
     """Run the base model and its variants on ``suite`` and compare them.
+
+    On a zero-shot suite the base model's ``zero_shot_seed_params`` are added (see
+    :func:`zero_shot_params`) and announced through ``say``.
 
     Returns
     -------
@@ -172,8 +176,9 @@ def run_ablation(
         raise InputError(f"--seeds {given}: intervals need at least two seeds, e.g. 0,1,2")
     model_params, added = zero_shot_params(suite, base, dict(model_params or {}))
     if added:
-        settings = ", ".join(f"{base}.{k}={v}" for k, v in added.items())
-        log.info("%s is zero-shot: %s so that every seed has its own pre-training", suite, settings)
+        settings = " ".join(f"--model-set {base}.{k}={v}" for k, v in added.items())
+        say(f"{suite} scores pre-trained weights as they are (zero-shot): using {settings} so that "
+            "every seed has its own pre-training (set it yourself to override)")
     request = RunRequest(
         suite=suite,
         models=ablation_models(base, variants),
@@ -229,11 +234,6 @@ def ablate_command(
             raise InputError(f"--model-set {key}: expected MODEL.KEY=VALUE, e.g. cgc.pretrain_steps=100")
         model_params.setdefault(model, {})[field] = value
     console = Console()
-    model_params, added = zero_shot_params(suite, base, model_params)
-    if added:
-        settings = " ".join(f"--model-set {base}.{k}={v}" for k, v in added.items())
-        console.print(f"{suite} scores pre-trained weights as they are (zero-shot): using {settings} so "
-                      "that every seed has its own pre-training (set it yourself to override)")
     records, results = run_ablation(
         suite,
         _split_csv(datasets),
@@ -247,6 +247,7 @@ def ablate_command(
         resume=resume,
         offline=offline,
         confidence=confidence,
+        say=console.print,
     )
     failed = [r for r in records if r.get("status") != "FINISHED"]
     for r in failed:
