@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +21,11 @@ from rich.table import Table
 
 from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.summary import summarize
+
+try:  # newer typer vendors click as ``typer._click`` and raises its usage errors, not click's
+    from typer._click.exceptions import ClickException
+except ImportError:  # older typer runs on click itself
+    from click.exceptions import ClickException
 
 
 def _console(stderr: bool) -> Console:
@@ -406,12 +410,12 @@ def main() -> None:
     except CgcbenchError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err_console.print("interrupted: finished cells are recorded; rerun with --resume to complete")
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)

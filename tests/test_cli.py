@@ -163,3 +163,20 @@ def test_unknown_suite(tmp_path):
     proc = cgcbench("run", "no-such-suite", "--models", "majority", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown suite 'no-such-suite'; valid suites:" in " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-such-command"], "No such command 'no-such-command'"),
+        (["run", "annotation", "--modls", "majority"], "No such option: --modls"),
+        (["run"], "Missing argument 'suite'"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message_not_a_traceback(tmp_path, args, message):
+    # typer >= 0.2x raises its vendored click's exceptions; main() must still turn them into
+    # click's usage message and exit status 2
+    proc = cgcbench(*args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
