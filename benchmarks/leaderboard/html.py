@@ -253,6 +253,11 @@ def _filter_options(boards: Sequence[SuiteBoard]) -> dict[str, list[str]]:
     }
 
 
+def _is_quick(record: Mapping[str, Any]) -> bool:
+    """Whether a record ran with the suite's ``--quick`` settings."""
+    return bool(((record.get("config") or {}).get("suite_config") or {}).get("quick"))
+
+
 def render_site(
     out: Path,
     boards: Sequence[SuiteBoard],
@@ -274,6 +279,8 @@ def render_site(
         "dropped": ctx.dropped,
         "filter_options": _filter_options(boards),
         "n_pretrained": sum(r.summary.init == "pretrained" for b in boards for r in b.rows),
+        "n_quick": sum(any(_is_quick(rec) for rec in r.records) for b in boards for r in b.rows),
+        "n_rows": sum(len(b.rows) for b in boards),
     }
     written = []
     suites_view = []
