@@ -147,10 +147,10 @@ BASE = """<!doctype html>
 </header>
 <p class="disclaimer" id="disclaimer"><strong>These are not the published models' numbers.</strong>
 The results below come from models trained from scratch (init <code>scratch</code>), small models and
-control methods, run on small data sets by this repository's harness ({% if n_quick %}{{ n_quick }} of
-{{ n_rows }} rows with <code>--quick</code> settings{% else %}none with <code>--quick</code> settings{% endif %};
-each row's provenance lists its model settings). They show how the methods compare under these conditions only; do not cite them as the
-performance of the published, pretrained models.{% if n_pretrained %} Rows marked
+control methods, run on small data sets by this repository's harness ({% if n_quick %}{{ n_quick }}
+of {{ n_rows }} rows{% else %}none{% endif %} with <code>--quick</code> settings; each row's provenance
+lists its model settings). They show how the methods compare under these conditions only; do not cite
+them as the performance of the published, pretrained models.{% if n_pretrained %} Rows marked
 <span class="badge pretrained">pretrained</span> used a checkpoint a user supplied (its sha256 is in
 the row's provenance).{% endif %}</p>
 {% from "macros.html" import filters as filter_bar %}{{ filter_bar(filter_options) }}

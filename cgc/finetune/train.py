@@ -108,7 +108,7 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
     if heads:
         groups.append({"params": heads, "lr": settings.head_lr if settings.head_lr is not None
                        else settings.lr})
-    params = params + heads
+    trainable = params + heads
     opt = torch.optim.Adam(groups, lr=settings.lr)
     rng = np.random.default_rng(seed)
     log = TrainLog()
@@ -127,7 +127,7 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
             if micro % settings.grad_accum:
                 continue
             if settings.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+                torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
             log.losses.append(acc / settings.grad_accum)
