@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.data.expression import KINDS as VALUE_KINDS
 from benchmarks.errors import InputError, UnknownNameError
 
 KINDS = {
@@ -48,7 +49,8 @@ KINDS = {
     "embeddings",
     "simulated",
 }
-EXPRESSION_KINDS = {"counts", "log1p_normalized", "log2_normalized", "scaled"}
+EXPRESSION_KINDS = set(VALUE_KINDS)
+"""Valid ``anndata.expression_kind`` values (see :mod:`benchmarks.data.expression`)."""
 
 
 @dataclass(frozen=True)
