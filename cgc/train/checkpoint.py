@@ -221,9 +221,45 @@ def load_checkpoint(path: str | Path, priors: GenePriors | None = None,
     return model.to(map_location), ck_priors, meta
 
 
+TRAIN_STATE_KEYS = frozenset({"optimizer", "scheduler", "scaler", "step", "rng", "seed"})
+"""The top-level keys ``train_state.pt`` may hold (see :func:`load_train_state`)."""
+
+
 def load_train_state(path: str | Path) -> dict[str, Any]:
-    """Load ``train_state.pt`` of a (verified) checkpoint."""
-    f = resolve_checkpoint(path) / "train_state.pt"
+    """Load ``train_state.pt`` of a checkpoint without running any code from the file.
+
+    The file is read with ``torch.load(weights_only=True)``: PyTorch's restricted unpickler
+    rebuilds only tensors, ``dict``/``list``/``tuple``/``OrderedDict``, strings, numbers,
+    booleans and ``None`` — all that an optimiser, LR-scheduler and grad-scaler state dict and
+    the RNG states (byte tensors) consist of. Any other object (a class, a function, a
+    ``__reduce__`` payload) is refused, so a crafted checkpoint directory cannot execute code
+    on resume. The sha256 manifest is checked first, and the top-level keys must be among
+    :data:`TRAIN_STATE_KEYS`.
+
+    Raises
+    ------
+    CheckpointError
+        The state is missing, corrupted, holds objects outside the allow-list or unknown keys.
+
+    """
+    root = resolve_checkpoint(path)
+    f = root / "train_state.pt"
     if not f.is_file():
-        raise CheckpointError(f"{f.parent} has no training state; it cannot be resumed")
-    return torch.load(f, map_location="cpu", weights_only=False)
+        raise CheckpointError(f"{root} has no training state; it cannot be resumed")
+    verify_checkpoint(root)
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for a disallowed global, RuntimeError, …
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{f}: refused to load the training state ({first}); it holds objects other than "
+            "tensors, containers and numbers — only load checkpoints you trust, or resume from "
+            "an earlier checkpoint written by cgc"
+        ) from exc
+    if not isinstance(state, dict) or not set(state) <= TRAIN_STATE_KEYS:
+        extra = sorted(map(str, set(state) - TRAIN_STATE_KEYS)) if isinstance(state, dict) else []
+        raise CheckpointError(
+            f"{f}: not a cgc training state (expected a dict with keys "
+            f"{', '.join(sorted(TRAIN_STATE_KEYS))}; unexpected: {', '.join(extra) or type(state).__name__})"
+        )
+    return state
