@@ -170,6 +170,8 @@ class GEARSAdapter(UserCheckpointMixin, ModelAdapter, PerturbationMixin):
     """
 
     name = "gears"
+    requires = ("gears", "torch_geometric")
+    install_hint = "pip install 'cgcbench[baselines]' (cell-gears, torch-geometric)"
     description = "GEARS (cell-gears 0.1.2): GO-graph + co-expression GNN perturbation model."
     capabilities = Capabilities(
         task_kinds=frozenset({TaskKind.PERTURBATION}),
@@ -250,12 +252,18 @@ class GEARSAdapter(UserCheckpointMixin, ModelAdapter, PerturbationMixin):
         try:
             from benchmarks.data.cards import get_card
             from benchmarks.data.fetch import resolve_file
+            from benchmarks.safe_pickle import load_plain_pickle
 
             card = get_card("gears_gene2go")
             path = resolve_file(card, card.files[0], allow_download=False)
-            with open(path, "rb") as fh:
-                return {k: set(v) for k, v in pickle.load(fh).items()}, "gears_gene2go"
-        except (CgcbenchError, OSError, IndexError, pickle.UnpicklingError):
+            # a card's file is untrusted input: plain data only, never code (issue 15)
+            data = load_plain_pickle(path)
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: expected a pickled dict of gene → GO terms")
+            return {str(k): {str(t) for t in v} for k, v in data.items()}, "gears_gene2go"
+        except InputError:  # a hostile or malformed file is an error, not a reason to fall back
+            raise
+        except (CgcbenchError, OSError, IndexError):
             pass
         path = resource_path("gene2go_hs")
         return read_gene2go(path), "gene2go_hs"

@@ -32,7 +32,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from benchmarks.interface import (
     Capabilities,
     CellEmbeddingMixin,
     GeneEmbeddingMixin,
+    GeneVocabulary,
     ModelAdapter,
     TaskKind,
 )
@@ -72,6 +72,15 @@ V1_ARCH = {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4,
 """Geneformer V1 6-layer (geneformer-6L-30M) sizes; the ``config.json`` of the vocab card."""
 
 
+def _plain_dict(path: Path) -> dict[Any, Any]:
+    from benchmarks.safe_pickle import load_plain_pickle
+
+    data = load_plain_pickle(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a pickled dict, found {type(data).__name__}")
+    return data
+
+
 @dataclass
 class GeneformerVocab:
     """Geneformer's token dictionary, gene median dictionary and gene name → id dictionary."""
@@ -82,19 +91,22 @@ class GeneformerVocab:
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> GeneformerVocab:
-        """Read the three pickles from ``directory`` or from the ``geneformer_vocab`` card."""
+        """Read the three pickles from ``directory`` or from the ``geneformer_vocab`` card.
+
+        The pickles are read with :func:`benchmarks.safe_pickle.load_plain_pickle`, which allows
+        only plain data (dicts, strings, numbers, NumPy scalars): a hostile file is refused with
+        an :class:`~benchmarks.errors.InputError` instead of running code.
+        """
 
         def path(name: str) -> Path:
             if directory is not None:
                 return Path(directory) / name
             return resource_path(VOCAB_CARD, f"geneformer_{name}")
 
-        with open(path("token_dictionary.pkl"), "rb") as fh:
-            token = {str(k): int(v) for k, v in pickle.load(fh).items()}
-        with open(path("gene_median_dictionary.pkl"), "rb") as fh:
-            median = {str(k): float(v) for k, v in pickle.load(fh).items()}
-        with open(path("gene_name_id_dict.pkl"), "rb") as fh:
-            name_to_id = {str(k): str(v) for k, v in pickle.load(fh).items()}
+        # a restricted unpickler: a vocabulary directory is user input and must not run code
+        token = {str(k): int(v) for k, v in _plain_dict(path("token_dictionary.pkl")).items()}
+        median = {str(k): float(v) for k, v in _plain_dict(path("gene_median_dictionary.pkl")).items()}
+        name_to_id = {str(k): str(v) for k, v in _plain_dict(path("gene_name_id_dict.pkl")).items()}
         return cls(token, median, name_to_id)
 
     @property
@@ -217,6 +229,8 @@ class GeneformerAdapter(
     """
 
     name = "geneformer"
+    requires = ("transformers",)
+    install_hint = "pip install 'cgcbench[baselines]' (transformers)"
     description = "Geneformer: rank-value encoded cells, transformers BertForMaskedLM (V1 vocab)."
     capabilities = Capabilities(
         task_kinds=frozenset({TaskKind.GENE_EMBEDDING, TaskKind.CELL_EMBEDDING, TaskKind.ANNOTATION}),
@@ -298,6 +312,17 @@ class GeneformerAdapter(
         if self.vocab_ is None:
             self.vocab_ = GeneformerVocab.load(self.vocab_dir)
         return self.vocab_
+
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """The Ensembl ids Geneformer can rank-encode (its gene median dictionary), no model built."""
+        vocab = self.vocab()
+        return GeneVocabulary(
+            frozenset(vocab.median),
+            "ensembl",
+            self.vocab_dir or VOCAB_CARD,
+            min_coverage=0.2,
+            symbol_to_ensembl=vocab.name_to_id,
+        )
 
     def _new_mlm(self) -> Any:
         from transformers import BertConfig, BertForMaskedLM
