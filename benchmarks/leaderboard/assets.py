@@ -1,4 +1,10 @@
-"""Copy the runs' plot images into the site, downscaled and under a total size cap."""
+"""Copy the runs' plot images into the site, downscaled and under a total size cap.
+
+Records are untrusted input: an artifact path that leaves the record's results directory is
+refused (:func:`benchmarks.leaderboard.load.confined_path`), only raster images that Pillow can
+decode are copied, and SVG is never copied (an SVG can carry scripts that would run in the
+site's origin). Refusals are listed in ``skipped`` and in ``results.json``.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.leaderboard.load import ArtifactResolver
+from benchmarks.leaderboard.load import ArtifactResolver, UnsafeArtifactPath
 from benchmarks.tracking.records import safe_name
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+"""Raster formats copied into the site (checked by decoding them, not by their suffix)."""
+
+REFUSED_SUFFIXES = (".svg", ".svgz", ".html", ".htm", ".xhtml")
+"""Formats that can carry scripts: never copied from a record."""
 
 PLOT_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("UMAP", ("umap",)),
@@ -74,17 +84,30 @@ class AssetCopier:
         out = []
         folder = Path("assets", *[safe_name(p) for p in record_id.split("/")])
         for rel in artifacts:
-            name = Path(rel).name
-            if Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            name = Path(str(rel)).name
+            suffix = Path(name).suffix.lower()
+            if suffix in REFUSED_SUFFIXES:
+                self._refuse(record_id, rel, "may carry scripts; not copied")
                 continue
-            src = resolve(rel)
+            if suffix not in IMAGE_SUFFIXES:
+                continue
+            try:
+                src = resolve(rel)
+            except UnsafeArtifactPath as exc:
+                self._refuse(record_id, rel, str(exc))
+                continue
             if src is None:
                 self.skipped.append(f"{record_id}/{name} (missing)")
                 continue
             dest_rel = folder / safe_name(name)
             dest = self.site / dest_rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            size = self._place(src, dest)
+            try:
+                size = self._place(src, dest)
+            except (OSError, ValueError) as exc:  # not a decodable raster image (PIL raises OSError)
+                dest.unlink(missing_ok=True)
+                self._refuse(record_id, rel, f"not a readable {suffix} image ({type(exc).__name__})")
+                continue
             if self.total_bytes + size > self.max_total_mb * 1e6:
                 dest.unlink()
                 self.skipped.append(f"{record_id}/{name} (site size cap {self.max_total_mb} MB)")
@@ -93,13 +116,29 @@ class AssetCopier:
             out.append(SiteImage(plot_kind(name), dest_rel.as_posix(), record_id, name))
         return out
 
+    def _refuse(self, record_id: str, rel: object, why: str) -> None:
+        log.warning("record %s: artifact %r refused: %s", record_id, rel, why)
+        self.skipped.append(f"{record_id}/{Path(str(rel)).name} (refused: {why})")
+
     def _place(self, src: Path, dest: Path) -> int:
-        """Copy ``src`` to ``dest``, downscaling a big raster image; return the bytes written."""
-        if src.suffix.lower() in (".svg", ".gif"):
-            shutil.copyfile(src, dest)
-            return dest.stat().st_size
+        """Copy ``src`` to ``dest``, downscaling a big raster image; return the bytes written.
+
+        Raises
+        ------
+        OSError
+            If Pillow cannot decode ``src`` as the raster format its suffix names.
+
+        """
         from PIL import Image
 
+        with Image.open(src) as img:
+            expected = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".gif": "GIF", ".webp": "WEBP"}
+            if img.format != expected.get(src.suffix.lower()):
+                raise OSError(f"{src.name} holds {img.format}, not {src.suffix}")
+            img.verify()
+        if src.suffix.lower() == ".gif":
+            shutil.copyfile(src, dest)
+            return dest.stat().st_size
         with Image.open(src) as img:
             big = max(img.size) > self.max_px or src.stat().st_size > self.max_file_kb * 1024
             if not big:

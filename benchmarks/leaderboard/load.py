@@ -13,7 +13,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmarks.errors import InputError
@@ -22,7 +22,10 @@ from benchmarks.tracking.records import SCHEMA, iter_records
 log = logging.getLogger(__name__)
 
 ArtifactResolver = Callable[[str], Path | None]
-"""Maps an artifact path of a record (relative to its results dir) to a readable local file."""
+"""Maps an artifact path of a record (relative to its results dir) to a readable local file.
+
+It returns ``None`` for a missing file and raises :class:`UnsafeArtifactPath` for a path that
+leaves the record's directory."""
 
 
 @dataclass
@@ -62,9 +65,44 @@ class LoadReport:
     """Record ids dropped because a later record has the same suite, dataset, model and seed."""
 
 
+class UnsafeArtifactPath(InputError):
+    """A record names an artifact outside its own results directory (absolute, ``..``, a link)."""
+
+
+def confined_path(root: Path, rel: str) -> Path:
+    """``root / rel`` resolved, refusing any path that leaves ``root``.
+
+    A record is data from whoever wrote it: its ``artifacts`` must be plain relative paths
+    below its results directory. Absolute paths, ``..`` components, ``~``, backslashes and
+    symbolic links that resolve outside ``root`` are refused.
+
+    Raises
+    ------
+    UnsafeArtifactPath
+        If ``rel`` would reach outside ``root``.
+
+    """
+    text = str(rel)
+    parts = PurePosixPath(text).parts
+    if (
+        not text
+        or "\\" in text
+        or "\x00" in text
+        or PurePosixPath(text).is_absolute()
+        or text.startswith("~")
+        or ".." in parts
+    ):
+        raise UnsafeArtifactPath(f"artifact path {text!r} is not a relative path below {root}; refused")
+    base = root.resolve()
+    path = (base / text).resolve()
+    if not path.is_relative_to(base):
+        raise UnsafeArtifactPath(f"artifact path {text!r} resolves outside {root} (a link?); refused")
+    return path
+
+
 def _dir_resolver(results_dir: Path) -> ArtifactResolver:
     def resolve(rel: str) -> Path | None:
-        path = results_dir / rel
+        path = confined_path(results_dir, rel)
         return path if path.is_file() else None
 
     return resolve
@@ -142,6 +180,8 @@ def records_from_mlflow(tracking_uri: str, experiment_prefix: str = "cgcbench/")
 def _mlflow_resolver(client: Any, run_id: str, dest: Path) -> ArtifactResolver:
     def resolve(rel: str) -> Path | None:
         name = Path(rel).name
+        if not name or name in (".", "..") or "\\" in name:
+            raise UnsafeArtifactPath(f"artifact {rel!r} of MLflow run {run_id} has no file name; refused")
         target = dest / name
         if target.is_file():
             return target

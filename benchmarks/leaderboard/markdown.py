@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,27 +43,45 @@ DISCLAIMER = (
 )
 
 
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|!#~])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
 def _md(text: Any) -> str:
+    """Our own cell text (numbers, markup we add): only table pipes and newlines made safe."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def esc(text: Any) -> str:
+    """Text from a record (model, dataset, suite names, reasons, paths) made inert in Markdown.
+
+    HTML-significant characters become entities (a name like ``<img onerror=…>`` or
+    ``<script>`` is shown, never run, when the README is rendered), Markdown-significant
+    characters are backslash-escaped (no links, images, emphasis or code spans can be injected;
+    an underscore inside a word is left alone because it cannot start emphasis) and newlines
+    become spaces so a value cannot leave its table cell.
+    """
+    flat = " ".join(str(text).splitlines())
+    safe = html.escape(flat, quote=False)
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), safe)
 
 
 def _row_md(row: Row, board: SuiteBoard) -> str:
     s = row.summary
-    label = f"*{row.label} (control)*" if row.is_control else row.label
-    cells = [label, s.init, ",".join(map(str, s.seeds))]
+    label = f"*{esc(row.label)} (control)*" if row.is_control else esc(row.label)
+    cells = [label, esc(s.init), esc(",".join(map(str, s.seeds)))]
     for m in board.meta.headline_metrics:
-        text = s.cell(m)
+        text = _md(html.escape(s.cell(m), quote=False))
         if m in row.ranks:
             text += f" (#{row.ranks[m]:g})"
         if m in row.best:
             text = f"**{text}** ★"
         cells.append(text)
     cells.append(f"{row.overall_rank:.2f}" if row.overall_rank is not None else "—")
-    status = ", ".join(f"{k.lower()}×{v}" for k, v in sorted(s.statuses.items()))
+    status = ", ".join(f"{esc(k.lower())}×{v}" for k, v in sorted(s.statuses.items()))
     if s.reasons:
-        status += " — " + "; ".join(s.reasons)
+        status += " — " + "; ".join(esc(r) for r in s.reasons)
     cells.append(status)
-    return "| " + " | ".join(_md(c) for c in cells) + " |"
+    return "| " + " | ".join(cells) + " |"  # every cell is escaped where it is built
 
 
 def render_markdown(
@@ -70,17 +90,17 @@ def render_markdown(
     """The leaderboard as Markdown: how it is built, then one table per suite and dataset."""
     lines = ["# cgcbench leaderboard", "", DISCLAIMER, "", HOW_BUILT]
     lines += [
-        f"Built {ctx.generated_at} by cgcbench {ctx.version} from {ctx.n_records} records "
-        f"({', '.join(ctx.sources)}){'; ' + ctx.dropped if ctx.dropped else ''}. "
+        f"Built {ctx.generated_at} by cgcbench {esc(ctx.version)} from {ctx.n_records} records "
+        f"({', '.join(esc(x) for x in ctx.sources)}){'; ' + esc(ctx.dropped) if ctx.dropped else ''}. "
         "Open [index.html](index.html) for plots, filters and provenance.",
         "",
     ]
     for b in boards:
-        lines += [f"## {b.meta.name}", ""]
+        lines += [f"## {esc(b.meta.name)}", ""]
         for d in b.datasets:
             ds = d.rows[0].records[0]["dataset"]
-            lines += [f"### {b.meta.name} · {d.dataset} (version {ds.get('version')})", ""]
-            metrics = [f"{m} {'↑' if b.meta.better_high(m) else '↓'}" for m in b.meta.headline_metrics]
+            lines += [f"### {esc(b.meta.name)} · {esc(d.dataset)} (version {esc(ds.get('version'))})", ""]
+            metrics = [f"{esc(m)} {'↑' if b.meta.better_high(m) else '↓'}" for m in b.meta.headline_metrics]
             header = ["model", "init", "seeds", *metrics, "overall rank", "status"]
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(metrics) + 1) + ["---"]) + "|")
@@ -93,8 +113,8 @@ def render_markdown(
                 lines.append("|---|---|---|---:|---:|---|")
                 for a in abl:
                     lines.append(
-                        f"| {_md(a.variant)} | {_md(a.base)} | {_md(a.metric)} | {a.diff.n} | "
-                        f"{a.diff.mean:+.3f} | {_md(a.interval_text())} |"
+                        f"| {esc(a.variant)} | {esc(a.base)} | {esc(a.metric)} | {a.diff.n} | "
+                        f"{a.diff.mean:+.3f} | {_md(html.escape(a.interval_text(), quote=False))} |"
                     )
                 lines.append("")
     return "\n".join(lines).rstrip() + "\n"
