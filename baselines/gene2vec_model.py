@@ -188,6 +188,8 @@ class Gene2vecAdapter(UserCheckpointMixin, ModelAdapter, GeneEmbeddingMixin):
     """
 
     name = "gene2vec"
+    requires = ("gensim",)
+    install_hint = "pip install 'cgcbench[baselines]' (gensim)"
     description = "Gene2vec (gensim Word2Vec skip-gram over co-expressed gene pairs)."
     capabilities = Capabilities(
         task_kinds=frozenset({TaskKind.GENE_EMBEDDING}),

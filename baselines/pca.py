@@ -36,7 +36,10 @@ class PCAAdapter(ModelAdapter, CellEmbeddingMixin):
     name = "pca"
     description = "Control: log-normalise → HVG → scale → PCA (scanpy), no batch correction."
     is_control = True
-    capabilities = Capabilities(task_kinds=frozenset({TaskKind.CELL_EMBEDDING}))
+    capabilities = Capabilities(
+        task_kinds=frozenset({TaskKind.CELL_EMBEDDING}),
+        expression_kinds=frozenset({"counts", "log1p_normalized", "scaled"}),
+    )
 
     def __init__(
         self, *, n_hvg: int = 2000, n_pcs: int = 50, scale: bool = True, **kwargs: Any

@@ -42,7 +42,10 @@ class PCALogRegAdapter(ModelAdapter, AnnotationMixin, CellEmbeddingMixin):
 
     name = "pca-logreg"
     description = "log-normalise → HVG → PCA → logistic regression (scanpy + scikit-learn)."
-    capabilities = Capabilities(task_kinds=frozenset({TaskKind.ANNOTATION, TaskKind.CELL_EMBEDDING}))
+    capabilities = Capabilities(
+        task_kinds=frozenset({TaskKind.ANNOTATION, TaskKind.CELL_EMBEDDING}),
+        expression_kinds=frozenset({"counts", "log1p_normalized", "scaled"}),
+    )
 
     def __init__(self, *, n_hvg: int = 2000, n_pcs: int = 50, C: float = 1.0, **kwargs: Any) -> None:
         super().__init__(n_hvg=n_hvg, n_pcs=n_pcs, C=C, **kwargs)

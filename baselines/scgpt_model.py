@@ -59,6 +59,7 @@ from benchmarks.interface import (
     Capabilities,
     CellEmbeddingMixin,
     GeneEmbeddingMixin,
+    GeneVocabulary,
     ModelAdapter,
     PerturbationMixin,
     TaskKind,
@@ -130,6 +131,8 @@ class ScGPTAdapter(
     """
 
     name = "scgpt"
+    requires = ("scgpt",)
+    install_hint = "pip install --no-deps scgpt==0.2.4 (its declared pins conflict with scvi-tools)"
     description = "scGPT (PyPI scgpt 0.2.4 TransformerModel / TransformerGenerator)."
     capabilities = Capabilities(
         task_kinds=frozenset(
@@ -211,6 +214,17 @@ class ScGPTAdapter(
         return out
 
     # -- vocabulary and models ---------------------------------------------------------------
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """The gene symbols scGPT knows (the checkpoint's ``vocab.json``, else the census vocabulary).
+
+        Read from the JSON file only: scgpt is not imported and no model is built.
+        """
+        if self.checkpoint_path is not None:
+            path = self.checkpoint_path / "vocab.json"
+            with open(path) as fh:
+                return GeneVocabulary(frozenset(map(str, json.load(fh))), "symbol", str(path), 0.2)
+        return GeneVocabulary.from_card("scgpt_vocab", "default_census_vocab.json", min_coverage=0.2)
+
     def vocab(self) -> Any:
         """Return scGPT's ``GeneVocab`` (the checkpoint's, else the census vocabulary)."""
         if self.vocab_ is None:

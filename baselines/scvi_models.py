@@ -102,6 +102,8 @@ class _ScviBase(UserCheckpointMixin, ModelAdapter):
 
     env_var = "SCVI_CHECKPOINT"
     capabilities = Capabilities(task_kinds=frozenset({TaskKind.CELL_EMBEDDING}))
+    requires = ("scvi",)
+    install_hint = "pip install 'cgcbench[baselines]' (scvi-tools)"
 
     def __init__(
         self,

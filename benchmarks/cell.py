@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.data.preflight import preflight
+from benchmarks.errors import NotApplicableError
 from benchmarks.interface import TaskData, model_info_dict
 from benchmarks.registry import ModelSpec, build_model, suite_class
 from benchmarks.tracking.provenance import ResourceMeter
@@ -71,17 +73,20 @@ def execute_cell(job: CellJob, meter: ResourceMeter | None = None) -> CellOutcom
         suite = suite_class(job.suite)(quick=job.suite_quick, options=job.suite_options)
         adapter = build_model(job.spec, seed=job.seed, quick=job.quick, **job.model_params)
         outcome.model = model_info_dict(adapter.info())
-        gap = suite.requirement_gap(adapter.capabilities, job.task)
-        if gap is not None:
-            outcome.status, outcome.reason = "NOT_APPLICABLE", gap
+        check = preflight(suite, adapter, job.task)  # before any work: no fit, no pre-training
+        outcome.params.update(check.params)
+        if check.reason is not None:
+            outcome.status, outcome.reason = "NOT_APPLICABLE", check.reason
             return outcome
         with meter:
-            result = suite.run(adapter, job.task, job.seed, job.staging)
+            result = suite.run(adapter, check.task, job.seed, job.staging)
         outcome.model = model_info_dict(adapter.info())  # init/checkpoint are known after fitting
         outcome.metrics = dict(result.metrics) | adapter.extra_metrics()
-        outcome.params = {**job.task.params, **result.params}
+        outcome.params = {**job.task.params, **check.params, **result.params}
         outcome.artifacts = [Path(a.path) for a in result.artifacts if Path(a.path).is_file()]
         outcome.status = "FINISHED"
+    except NotApplicableError as exc:  # an adapter found out late that it cannot run here
+        outcome.status, outcome.reason = "NOT_APPLICABLE", str(exc)
     except Exception as exc:  # one cell's failure never stops the matrix
         outcome.status, outcome.error = "FAILED", _error(exc)
     finally:

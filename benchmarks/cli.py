@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -99,7 +100,8 @@ def _parse_settings(pairs: list[str], flag: str) -> dict[str, Any]:
 
 @list_app.command("models")
 def list_models() -> None:
-    """List model adapters with their task kinds and variants."""
+    """List model adapters with their task kinds and variants; flag missing packages."""
+    from benchmarks.data.preflight import package_gap
     from benchmarks.registry import model_class, model_names
 
     table = Table(title="models")
@@ -113,6 +115,10 @@ def list_models() -> None:
             continue
         kinds = ", ".join(sorted(k.value for k in cls.capabilities.task_kinds))
         label = f"{name} [dim](control)[/dim]" if cls.is_control else name
+        gap = package_gap(cls)
+        if gap:
+            table.add_row(label, f"[red]unavailable: {escape(gap)}[/red]", ", ".join(cls.variants) or "—", "")
+            continue
         table.add_row(label, kinds, ", ".join(cls.variants) or "—", cls.description)
     console.print(table)
 
@@ -246,10 +252,21 @@ def run(
     label_key: Annotated[str | None, typer.Option(help="obs column with cell types")] = None,
     batch_key: Annotated[str | None, typer.Option(help="obs column with batches")] = None,
     condition_key: Annotated[str | None, typer.Option(help="obs column with perturbation conditions")] = None,
-    organism: Annotated[str | None, typer.Option(help="organism of a user file (default human)")] = None,
+    organism: Annotated[
+        str | None, typer.Option(help="organism: human, mouse or drosophila (default: detected from ids)")
+    ] = None,
     expression_kind: Annotated[
         str | None,
-        typer.Option(help="value type of a user file: counts | log1p_normalized | log2_normalized | scaled"),
+        typer.Option(
+            help="value type (default: detected): counts | log1p_normalized | log2_normalized | "
+            "linear_normalized (TPM/FPKM/CPM; aliases tpm, fpkm, cpm) | scaled"
+        ),
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option(help="matrix holding expression: X (default), raw (.raw.X) or a layer name")
+    ] = None,
+    gene_symbols_key: Annotated[
+        str | None, typer.Option(help="var column with gene symbols (scanpy's gene_symbols)")
     ] = None,
     unseen_label: Annotated[
         list[str] | None,
@@ -295,6 +312,9 @@ def run(
     from benchmarks.registry import suite_class
     from benchmarks.runner import MatrixRunner, RunRequest
 
+    keys = UserKeys(
+        label_key, batch_key, condition_key, organism, expression_kind, layer, gene_symbols_key
+    ).validated()  # a bad --expression-kind / --organism stops here, before any work
     suite_options = _parse_settings(option or [], "--set")
     if unseen_label:
         suite_options["unseen_labels"] = list(unseen_label)
@@ -309,7 +329,7 @@ def run(
         models=_split_csv(models),
         datasets=_split_csv(datasets),
         seeds=_parse_seeds(seeds),
-        keys=UserKeys(label_key, batch_key, condition_key, organism, expression_kind),
+        keys=keys,
         quick=quick,
         results_dir=results_dir,
         tracking_uri=tracking_uri,
@@ -339,7 +359,10 @@ def run(
                 if record and record["status"] == "FAILED":
                     progress.console.print(f"[red]FAILED[/red] {label}: {record['error']['message'][:300]}")
 
-        runner = MatrixRunner(request, on_progress)
+        def on_notice(message: str) -> None:
+            progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+        runner = MatrixRunner(request, on_progress, on_notice)
         records = runner.run(lambda n: progress.update(task_id, total=n, description="running"))
     table = _results_table(records, suite_class(suite).headline_metrics, suite)
     console.print(table)

@@ -48,7 +48,8 @@ Init = Literal["pretrained", "scratch", "none"]
 """``pretrained``: weights a user supplied; ``scratch``: trained here from random init;
 ``none``: the method has no learned weights to speak of (controls, PCA)."""
 
-ExpressionKind = Literal["counts", "log1p_normalized", "log2_normalized", "scaled"]
+ExpressionKind = Literal["counts", "log1p_normalized", "log2_normalized", "linear_normalized", "scaled"]
+"""See :mod:`benchmarks.data.expression` (``linear_normalized``: TPM/FPKM/CPM-like values)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,10 @@ class Capabilities:
         The gene identifiers the model works in (``"symbol"``, ``"ensembl"`` or ``"any"``); the
         harness provides both columns in ``adata.var`` when the dataset has them.
     expression_kinds
-        The input value types the adapter accepts (e.g. scVI needs raw ``counts``).
+        The input value types the adapter accepts (e.g. scVI needs raw ``counts``). Data of
+        another kind is converted by the harness where a sound conversion exists
+        (:mod:`benchmarks.data.expression`: counts, TPM-like and log2 values to
+        ``log1p_normalized``); otherwise the run is ``NOT_APPLICABLE`` with the reason.
 
     """
 
@@ -77,6 +81,60 @@ class Capabilities:
     def supports(self, kind: TaskKind) -> bool:
         """Whether the adapter implements ``kind``."""
         return kind in self.task_kinds
+
+
+@dataclass(frozen=True)
+class GeneVocabulary:
+    """The genes a model can take as input, for the pre-flight coverage check.
+
+    Parameters
+    ----------
+    genes
+        Identifiers the model knows (special tokens may be included; they match no gene).
+    id_type
+        ``"symbol"`` or ``"ensembl"``: the type of ``genes``.
+    source
+        Where the vocabulary came from (a card name, a checkpoint path), for the record.
+    min_coverage
+        The smallest share of a data set's genes the model needs; below it the pair is
+        ``NOT_APPLICABLE`` before any work.
+    symbol_to_ensembl
+        The model's own symbol → Ensembl table, consulted before the NCBI table.
+
+    """
+
+    genes: frozenset[str]
+    id_type: str = "symbol"
+    source: str = ""
+    min_coverage: float = 0.1
+    symbol_to_ensembl: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_card(
+        cls, card: str, file: str | None = None, *, id_type: str = "symbol", **kwargs: Any
+    ) -> GeneVocabulary:
+        """Read the keys of a JSON object (or the items of a JSON list) in a dataset card's file.
+
+        Parameters
+        ----------
+        card
+            Dataset card name (e.g. ``"cgc_vocab"``, ``"scgpt_vocab"``).
+        file
+            The file's name in the card (may be omitted for single-file cards).
+        id_type, kwargs
+            As for the class.
+
+        """
+        from benchmarks.data.cards import get_card
+        from benchmarks.data.fetch import resolve_file
+
+        spec = get_card(card)
+        files = [f for f in spec.files if file is None or file in (f.name, Path(f.mirror_path or "").name)]
+        if not files:
+            raise ValueError(f"dataset card {card} has no file {file!r}")
+        with open(resolve_file(spec, files[0])) as fh:
+            data = json.load(fh)
+        return cls(frozenset(map(str, data)), id_type=id_type, source=f"{card}:{files[0].name}", **kwargs)
 
 
 @dataclass
@@ -111,6 +169,11 @@ class ModelAdapter(abc.ABC):
     is_control: ClassVar[bool] = False
     """Controls bound a metric (trivial or perfect scores); the leaderboard styles them apart."""
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Import names of the optional packages the adapter needs (e.g. ``("scgpt",)``); a missing
+    one makes every run of the model ``NOT_APPLICABLE`` and ``cgcbench list models`` says so."""
+    install_hint: ClassVar[str] = ""
+    """How to install :attr:`requires` (e.g. ``pip install --no-deps scgpt==0.2.4``)."""
     """Named variants: ``"no-graph" -> {"use_graph": False}`` lets ``model:no-graph`` work."""
     zero_shot_seed_params: ClassVar[Mapping[str, Any]] = {}
     """Settings that make the benchmark seed reach pre-training (e.g. ``{"pretrain_seed": "run"}``).
@@ -151,6 +214,15 @@ class ModelAdapter(abc.ABC):
     def extra_metrics(self) -> dict[str, float]:
         """Metrics an adapter reports about itself (e.g. gene coverage, final train loss)."""
         return {}
+
+    def gene_vocabulary(self) -> GeneVocabulary | None:
+        """The genes the model can take as input; ``None`` (the default) when any feature works.
+
+        The pre-flight check calls this before any work and refuses a data set whose genes the
+        model cannot map (``NOT_APPLICABLE``). It must be cheap: read a vocabulary file (e.g.
+        :meth:`GeneVocabulary.from_card`), never build, load or pre-train the model.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, variant={self.variant!r}, seed={self.seed})"
@@ -277,6 +349,10 @@ class Suite(abc.ABC):
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     default_datasets: ClassVar[tuple[str, ...]] = ()
     quick_datasets: ClassVar[tuple[str, ...]] = ()
+    model_inputs: ClassVar[tuple[str, ...]] = ()
+    """Payload keys of the AnnData objects that are only model input (not ground truth); the
+    harness may convert their expression kind per model (see :class:`Capabilities`). Suites
+    that score expression values (perturbation, bulk knockout) leave this empty."""
 
     def __init__(self, *, quick: bool = False, options: Mapping[str, Any] | None = None) -> None:
         self.quick = quick

@@ -112,9 +112,15 @@ class PreparedTask:
 class MatrixRunner:
     """Runs a :class:`RunRequest` and returns its records (dicts in the record schema)."""
 
-    def __init__(self, request: RunRequest, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        request: RunRequest,
+        on_progress: ProgressCallback | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.req = request
         self.on_progress = on_progress or (lambda *_: None)
+        self.on_notice = on_notice  # told what the loader found (expression kind, organism, …)
         self.results_dir = request.results_dir.resolve()
         self.suite: Suite = suite_class(request.suite)(quick=request.quick, options=request.suite_options)
         self.specs: list[ModelSpec] = [parse_model(m) for m in request.models]
@@ -143,7 +149,7 @@ class MatrixRunner:
             if card is not None and card.anndata is None:
                 adata = None  # tables (gene labels, networks): the suite reads the card's files
             else:
-                card, adata = load_dataset(name, self.req.keys)
+                card, adata = load_dataset(name, self.req.keys, report=self.on_notice)
             for seed in self.req.seeds:
                 seed_everything(seed)
                 task = self.suite.prepare(adata, card, seed)

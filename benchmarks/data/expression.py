@@ -19,7 +19,8 @@ Detection (:func:`detect_expression_kind`), in this order, on the values of the 
    data are about half negative); a handful of negative values is an input error instead;
 2. every value an integer → ``counts``;
 3. otherwise, for up to 300 cells, each back-transform of the cell's non-zero values —
-   identity, ``expm1`` and ``2**v - 1`` — is divided by the cell's smallest value; when for
+   identity, and when no value exceeds 50 also ``expm1`` and ``2**v - 1`` — is divided by the
+   cell's smallest value; when for
    at least 90 % of the values this ratio is an integer (± 0.02) the values are normalised
    counts, and the back-transform that makes them so names the kind (``linear_normalized``,
    ``log1p_normalized``, ``log2_normalized``);
@@ -122,9 +123,9 @@ def _integer_share(X: sp.csr_matrix, inverse: str, max_cells: int = 300) -> floa
         v = X.data[X.indptr[r] : X.indptr[r + 1]].astype(np.float64)
         v = v[v > 0]
         if inverse == "expm1":
-            v = np.expm1(np.minimum(v, 700.0))
+            v = np.expm1(v)
         elif inverse == "exp2m1":
-            v = np.exp2(np.minimum(v, 1000.0)) - 1.0
+            v = np.exp2(v) - 1.0
         v = v[np.isfinite(v) & (v > 0)]
         if len(v) < 2:
             continue
@@ -166,11 +167,11 @@ def detect_expression_kind(X: sp.spmatrix | np.ndarray, where: str = "X") -> Det
     if np.all(np.equal(np.mod(data, 1), 0)):
         return Detection("counts", "every value is a non-negative integer")
     csr = sp.csr_matrix(X)
-    shares = {
-        "linear_normalized": _integer_share(csr, "identity"),
-        "log1p_normalized": _integer_share(csr, "expm1"),
-        "log2_normalized": _integer_share(csr, "exp2m1"),
-    }
+    vmax = float(data.max())
+    shares = {"linear_normalized": _integer_share(csr, "identity")}
+    if vmax <= LINEAR_MAX:  # larger values are not logs (and would overflow when exponentiated)
+        shares["log1p_normalized"] = _integer_share(csr, "expm1")
+        shares["log2_normalized"] = _integer_share(csr, "exp2m1")
     best = max(shares, key=lambda k: shares[k])
     if shares[best] >= INTEGER_SHARE:
         inverse = {"linear_normalized": "the values", "log1p_normalized": "expm1(values)",
@@ -180,7 +181,6 @@ def detect_expression_kind(X: sp.spmatrix | np.ndarray, where: str = "X") -> Det
             f"{inverse} are integer multiples of each cell's smallest value for "
             f"{shares[best]:.0%} of entries (normalised counts)",
         )
-    vmax = float(data.max())
     if vmax > LINEAR_MAX:
         return Detection(
             "linear_normalized",

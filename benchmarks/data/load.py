@@ -306,7 +306,8 @@ def load_anndata(
         kind, kind_source, rule = spec.expression_kind, "card", f"declared by the card ({spec.expression})"
     validate_matrix(adata.X, kind, path)
     if detection is not None:
-        say(f"{card.name}: detected {detection.description} ({detection.rule}); {_CONVERSION_PLAN[kind]}")
+        plan = _CONVERSION_PLAN[kind]
+        say(f"{card.name}: detected: {detection.description}; {plan} (rule: {detection.rule})")
     elif kind_source == "user":
         say(f"{card.name}: expression kind {kind} (--expression-kind); {_CONVERSION_PLAN[kind]}")
     _check_obs_key(adata, spec.label_key, "label key", "--label-key", path)

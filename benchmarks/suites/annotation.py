@@ -69,6 +69,7 @@ class AnnotationSuite(Suite):
     higher_is_better = {m: True for m in headline_metrics}
     default_datasets = ("pbmc68k_reduced", "cbmc_citeseq_rna500")
     quick_datasets = ("pbmc68k_reduced",)
+    model_inputs = ("reference", "query")
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
         super().__init__(quick=quick, options=options)
