@@ -132,6 +132,34 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _file_name(value: Any, where: str) -> str:
+    """A card's file name: one plain path component, so the cache path stays inside the cache."""
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or value in (".", "..")
+        or any(c in value for c in "/\\\x00")
+        or value.startswith("~")
+    ):
+        raise InputError(
+            f"{where}: {value!r} is not a plain file name (no '/', '\\', '..' or '~'); a card's "
+            "files are stored as <cache>/<card name>/<file name> — use e.g. name = \"data.h5ad\""
+        )
+    return value
+
+
+def _relative_path(value: Any, where: str) -> str | None:
+    """A path inside a mirror or package: relative, without ``..`` components."""
+    if value is None:
+        return None
+    text = str(value)
+    parts = text.replace("\\", "/").split("/")
+    bad = not text or text.startswith(("/", "~")) or ".." in parts or "\x00" in text
+    if not isinstance(value, str) or bad:
+        raise InputError(f"{where}: {value!r} must be a relative path without '..' (e.g. scrna/x.h5ad)")
+    return text
+
+
 def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
     """Validate a card's TOML content and build a :class:`DatasetCard`."""
     where = str(path or "<card>")
@@ -153,13 +181,17 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
             raise InputError(f"{where}: files[{i}].sha256 is not 64 lowercase hex digits")
         if not (f.get("urls") or f.get("mirror_path") or f.get("package_file")):
             raise InputError(f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file")
+        package_file = f.get("package_file")
+        if package_file is not None:
+            package, _, rel = str(package_file).partition(":")
+            _relative_path(rel, f"{where}: files[{i}].package_file")
         files.append(
             FileSpec(
-                name=f["name"],
+                name=_file_name(f["name"], f"{where}: files[{i}].name"),
                 sha256=sha,
                 urls=_str_tuple(f.get("urls"), f"{where}: files[{i}].urls"),
-                mirror_path=f.get("mirror_path"),
-                package_file=f.get("package_file"),
+                mirror_path=_relative_path(f.get("mirror_path"), f"{where}: files[{i}].mirror_path"),
+                package_file=package_file,
                 size_bytes=f.get("size_bytes"),
                 compression=f.get("compression"),
             )
@@ -192,6 +224,7 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
         "description",
         "tasks",
     }
+    _file_name(data["name"], f"{where}: name")
     return DatasetCard(
         name=data["name"],
         version=str(data["version"]),

@@ -1,7 +1,10 @@
 """Resolve a card's files to local paths: cache → mirrors → bundled package file → download.
 
 * **cache** — ``$CGCBENCH_DATA_DIR/<card>/<file>`` (default: the user cache dir). A cached file
-  whose sha256 no longer matches is deleted and fetched again, never used.
+  whose sha256 no longer matches is deleted and fetched again, never used. A file whose card
+  declares no sha256 gets its own, recorded at download time in ``<file>.sha256`` beside it
+  and checked on every load (:func:`write_sidecar`, :func:`verify_sidecar`; simulated data sets
+  use the same pair). File names are confined to the cache (:func:`cache_path`).
 * **mirrors** — ``$CGCBENCH_MIRRORS``, an ``os.pathsep``-separated list of directories laid out
   like ``../shared/data``; a mirrored file is used in place after its sha256 is checked.
 * **package file** — a file shipped inside an installed package (``scanpy:datasets/x.h5ad``).
@@ -24,7 +27,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from benchmarks.data.cards import DatasetCard, FileSpec
-from benchmarks.errors import CgcbenchError, ChecksumError
+from benchmarks.errors import CgcbenchError, ChecksumError, InputError
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -57,8 +60,71 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+SIDECAR_SUFFIX = ".sha256"
+"""A file's own sha256, stored beside it when no card declares one (simulations, downloads)."""
+
+
+def sidecar(path: Path) -> Path:
+    """Where the sha256 of ``path`` is stored: ``<path>.sha256``."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(path: Path, digest: str | None = None) -> str:
+    """Record the sha256 of ``path`` beside it (atomically); return it."""
+    digest = digest or sha256_file(path)
+    tmp = path.with_name(f".{path.name}{SIDECAR_SUFFIX}.tmp")
+    tmp.write_text(digest + "\n")
+    os.replace(tmp, sidecar(path))
+    return digest
+
+
+def verify_sidecar(path: Path, fix: str) -> str:
+    """Check ``path`` against the sha256 recorded beside it at creation; return the digest.
+
+    Raises
+    ------
+    ChecksumError
+        If the recorded sha256 is missing or does not match (``fix`` tells the user what to do).
+
+    """
+    side = sidecar(path)
+    if not side.is_file():
+        raise ChecksumError(f"{path}: no recorded sha256 ({side.name} is missing); {fix}")
+    expected = side.read_text().strip()
+    seen = sha256_file(path)
+    if seen != expected:
+        raise ChecksumError(
+            f"{path}: sha256 {seen[:12]}… does not match the {expected[:12]}… recorded when it was "
+            f"written: the file is corrupted; {fix}"
+        )
+    return seen
+
+
+def cache_path(card: DatasetCard, spec: FileSpec) -> Path:
+    """``<cache>/<card name>/<file name>``, refusing names that would leave the cache.
+
+    Raises
+    ------
+    InputError
+        If the card's name or file name reaches outside the cache directory.
+
+    """
+    root = data_dir().resolve()
+    path = (root / card.name / spec.name).resolve()
+    if not path.is_relative_to(root / card.name) or path == (root / card.name):
+        where = card.path or card.name
+        raise InputError(
+            f"{where}: file name {spec.name!r} of card {card.name!r} leaves the cache {root}; "
+            "use a plain file name"
+        )
+    return data_dir() / card.name / spec.name
+
+
 def _matches(path: Path, spec: FileSpec) -> bool:
-    return spec.sha256 is None or sha256_file(path) == spec.sha256
+    if spec.sha256 is not None:
+        return sha256_file(path) == spec.sha256
+    side = sidecar(path)
+    return not side.is_file() or sha256_file(path) == side.read_text().strip()
 
 
 def _package_path(ref: str) -> Path | None:
@@ -111,12 +177,13 @@ def resolve_file(
 ) -> Path:
     """Return a local, checksum-verified path for one file of ``card``."""
     note = on_event or log.info
-    cached = data_dir() / card.name / spec.name
+    cached = cache_path(card, spec)
     if cached.exists():
         if _matches(cached, spec):
             return cached
         note(f"{cached}: sha256 mismatch, removing the corrupt cached copy and fetching again")
         cached.unlink()
+        sidecar(cached).unlink(missing_ok=True)
     for mirror in mirror_dirs():
         for rel in filter(None, (spec.mirror_path, spec.name)):
             candidate = mirror / rel
@@ -142,8 +209,8 @@ def resolve_file(
         try:
             note(f"downloading {url}")
             seen = download(url, cached, spec.sha256)
-            if spec.sha256 is None:
-                cached.with_name(cached.name + ".sha256").write_text(seen + "\n")
+            if spec.sha256 is None:  # verified against this on every later load
+                write_sidecar(cached, seen)
                 note(f"{card.name}/{spec.name}: no sha256 in the card; recorded {seen}")
             return cached
         except ChecksumError:
@@ -175,7 +242,7 @@ def verify(card: DatasetCard) -> list[tuple[str, str, str]]:
 
 def copy_into_cache(path: Path, card: DatasetCard, spec: FileSpec) -> Path:
     """Copy a verified file into the cache (used by ``cgcbench datasets fetch --copy``)."""
-    dest = data_dir() / card.name / spec.name
+    dest = cache_path(card, spec)
     if dest.resolve() == path.resolve():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)

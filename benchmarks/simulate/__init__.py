@@ -72,10 +72,17 @@ def materialize(
     Returns
     -------
     Path
-        ``$CGCBENCH_DATA_DIR/<card name>/<params hash>.h5ad``, written atomically.
+        ``$CGCBENCH_DATA_DIR/<card name>/<params hash>.h5ad``, written atomically, with its
+        sha256 in ``<params hash>.h5ad.sha256`` beside it. A cached file is checked against
+        that sha256 on every call; a cached file without one (an older cache) is simulated again.
+
+    Raises
+    ------
+    ChecksumError
+        If the cached file no longer matches the sha256 recorded when it was written.
 
     """
-    from benchmarks.data.fetch import data_dir
+    from benchmarks.data.fetch import data_dir, sha256_file, sidecar, verify_sidecar, write_sidecar
 
     try:
         import SERGIO  # noqa: F401
@@ -86,7 +93,8 @@ def materialize(
         ) from exc
     params = card_params(card, overrides)
     path = data_dir() / card.name / f"{params_hash(params)}.h5ad"
-    if path.is_file():
+    if path.is_file() and sidecar(path).is_file():  # written by us: must still be what we wrote
+        verify_sidecar(path, f"delete {path} (and {sidecar(path).name}) to simulate it again")
         return path
     adata = simulate(params, n_jobs=n_jobs)
     adata.uns["simulation"]["card"] = card.name
@@ -98,7 +106,9 @@ def materialize(
     try:
         adata.write_h5ad(tmp)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a cache is shared like a download
+        digest = sha256_file(Path(tmp))
         os.replace(tmp, path)
+        write_sidecar(path, digest)  # the sha256 at creation, checked on every later load
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
