@@ -367,7 +367,9 @@ def run(
     table = _results_table(records, suite_class(suite).headline_metrics, suite)
     console.print(table)
     store = (
-        request.tracking_uri
+        "not used (--offline; push the records with `cgcbench sync`)"
+        if request.offline
+        else request.tracking_uri
         or os.environ.get("MLFLOW_TRACKING_URI")
         or f"sqlite:///{results_dir.resolve()}/mlflow.db"
     )

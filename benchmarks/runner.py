@@ -26,12 +26,13 @@ import numpy as np
 from benchmarks.cell import CellJob, execute_cell, execute_isolated
 from benchmarks.data.cards import get_card
 from benchmarks.data.load import UserKeys, is_user_file, load_dataset
-from benchmarks.errors import CgcbenchError
+from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.interface import Suite, TaskData, config_hash
 from benchmarks.registry import ModelSpec, parse_model, suite_class
 from benchmarks.tracking.mlflow_log import MlflowLogger, default_tracking_uri
 from benchmarks.tracking.provenance import git_commit, hardware, package_versions
 from benchmarks.tracking.records import CellKey, Record, read_record, record_path, write_record
+from benchmarks.validate import check_dataset, check_task, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class MatrixRunner:
         on_progress: ProgressCallback | None = None,
         on_notice: Callable[[str], None] | None = None,
     ) -> None:
-        self.req = request
+        request = self.req = validate_request(request)  # every option checked before any work or write
         self.on_progress = on_progress or (lambda *_: None)
         self.on_notice = on_notice  # told what the loader found (expression kind, organism, …)
         self.results_dir = request.results_dir.resolve()
@@ -150,9 +151,20 @@ class MatrixRunner:
                 adata = None  # tables (gene labels, networks): the suite reads the card's files
             else:
                 card, adata = load_dataset(name, self.req.keys, report=self.on_notice)
+                check_dataset(adata, self.suite.name)
             for seed in self.req.seeds:
                 seed_everything(seed)
-                task = self.suite.prepare(adata, card, seed)
+                try:
+                    task = self.suite.prepare(adata, card, seed)
+                except CgcbenchError:
+                    raise
+                except (ValueError, KeyError, IndexError, TypeError) as exc:  # e.g. an impossible split
+                    raise InputError(
+                        f"dataset {card.name}: suite {self.suite.name} cannot prepare it for seed {seed} "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                        "check its size, labels and --set options"
+                    ) from exc
+                check_task(task, self.suite.name, card.name)
                 prepared.append(PreparedTask(card.name, seed, task))
         return prepared
 

@@ -114,6 +114,9 @@ def _expression_matrix(
     else:
         raise InputError(f"{path}: {flag}={where!r}; use X, raw.X or layers/NAME")
     X = out.X
+    from benchmarks.validate import check_matrix_dtype
+
+    check_matrix_dtype(X, f"{path} ({where})")  # object/string/complex: a clear error, not a cast
     X = sp.csr_matrix(X, dtype=np.float32) if not sp.issparse(X) else X.tocsr().astype(np.float32)
     return ad.AnnData(X=X, obs=out.obs.copy(), var=out.var.copy())
 
