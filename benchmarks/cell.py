@@ -9,7 +9,10 @@ resources and records what happened.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import pickle
 import signal
 import time
 import traceback
@@ -94,59 +97,106 @@ def execute_cell(job: CellJob, meter: ResourceMeter | None = None) -> CellOutcom
     return outcome
 
 
-def _child(job: CellJob, conn: Any) -> None:
+_LIVE_CHILDREN: set[int] = set()
+"""Process ids (and process-group ids) of isolated cells now running in this process."""
+
+JOB_FILE = ".cell-job.pickle"
+"""The job an isolated cell reads: written by the parent into the cell's own staging directory."""
+
+KILL_GRACE_S = 5.0
+"""How long the parent waits for a killed child to be reaped."""
+
+
+def kill_live_children() -> None:
+    """SIGKILL every isolated cell of this process with all the processes it started."""
+    for pid in list(_LIVE_CHILDREN):
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+
+
+def _child(job_path: str, conn: Any) -> None:
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own process group: a kill reaches the workers it starts too
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides about interruptions
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with open(job_path, "rb") as fh:  # written by our own parent a moment ago
+        job = pickle.load(fh)
     conn.send(execute_cell(job))
     conn.close()
 
 
+def _kill(proc: Any) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.kill()
+
+
 def execute_isolated(job: CellJob, timeout: float | None) -> CellOutcome:
-    """Run :func:`execute_cell` in a spawned child; kill it after ``timeout`` seconds."""
+    """Run :func:`execute_cell` in a spawned child; kill it after ``timeout`` seconds.
+
+    The time limit is enforced by the parent's clock, from just before the child starts: the
+    job travels through a file in the cell's staging directory (not through the start-up pipe,
+    which would block the parent while the child imports and unpickles), the parent polls the
+    result pipe at least every 0.2 s and SIGKILLs the child's whole process group once the limit
+    has passed. Resources are those the parent measured; ``wall_time_s`` is the parent's clock,
+    also for a killed cell.
+    """
     ctx = mp.get_context("spawn")
+    job_path = Path(job.staging) / JOB_FILE
+    with open(job_path, "wb") as fh:
+        pickle.dump(job, fh, protocol=pickle.HIGHEST_PROTOCOL)
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(job, child), daemon=True)
+    proc = ctx.Process(target=_child, args=(str(job_path), child), daemon=True)
     label = {"name": job.spec.name, "variant": job.spec.variant, "label": job.spec.label}
+    outcome: CellOutcome | None = None
+    timed_out = False
     started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
     proc.start()
+    _LIVE_CHILDREN.add(proc.pid)
     child.close()
     meter = ResourceMeter(pid=proc.pid)
-    outcome: CellOutcome | None = None
     try:
-        with meter:
-            deadline = None if timeout is None else started + timeout
+        with contextlib.ExitStack() as stack:
+            with contextlib.suppress(Exception):  # psutil.NoSuchProcess: it is already gone
+                stack.enter_context(meter)
             while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if parent.poll(min(1.0, remaining) if remaining is not None else 1.0):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    timed_out = True
+                    break
+                if parent.poll(0.2 if remaining is None else min(0.2, remaining)):
                     try:
                         outcome = parent.recv()
-                    except EOFError:
+                    except (EOFError, OSError):
                         outcome = None
                     break
                 if not proc.is_alive():
                     break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
     finally:
-        if proc.is_alive() and outcome is None:
-            proc.kill()
-        proc.join(timeout=30)
+        if outcome is None and proc.is_alive():
+            _kill(proc)
+        proc.join(timeout=KILL_GRACE_S)
+        _LIVE_CHILDREN.discard(proc.pid)
+        job_path.unlink(missing_ok=True)
+    elapsed = round(time.monotonic() - started, 3)
+    resources = {**meter.as_dict(), "wall_time_s": elapsed}
     if outcome is not None:
-        outcome.resources = meter.as_dict()
+        outcome.resources = resources
         return outcome
-    if proc.exitcode is not None and proc.exitcode < 0:
+    if timed_out:
+        message = f"timed out after {timeout:g} s (--timeout-per-run); the cell's process was killed"
+    elif proc.exitcode is not None and proc.exitcode < 0:
         sig = signal.Signals(-proc.exitcode).name
         hint = " (the kernel's out-of-memory killer sends SIGKILL)" if sig == "SIGKILL" else ""
-        elapsed = time.monotonic() - started
-        timed_out = timeout is not None and elapsed >= timeout
-        message = (
-            f"timed out after {timeout:g} s (--timeout-per-run); the cell's process was killed"
-            if timed_out
-            else f"the cell's process died with {sig}{hint}"
-        )
+        message = f"the cell's process died with {sig}{hint}"
     else:
         message = f"the cell's process exited with code {proc.exitcode} without a result"
     err = _error(None, message)
-    err["type"] = "CellTimeout" if "timed out" in message else "CellCrashed"
+    err["type"] = "CellTimeout" if timed_out else "CellCrashed"
+    resources["timed_out"] = timed_out
     return CellOutcome(
-        status="FAILED", model=label, params=dict(job.task.params), error=err, resources=meter.as_dict()
+        status="FAILED", model=label, params=dict(job.task.params), error=err, resources=resources
     )

@@ -7,10 +7,12 @@ the registries. Bad input prints one line naming the file, field and fix, and ex
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -416,9 +418,44 @@ def _mount_cgc() -> None:
 _mount_cgc()
 
 
+RESUME_LINE = "interrupted: finished cells are recorded; rerun with --resume to complete"
+EXIT_WITHIN_S = 4.0
+"""After SIGINT/SIGTERM the process is gone within this many seconds, unwound or not."""
+_interrupted = threading.Event()
+
+
+def _exit_interrupted() -> None:
+    """Kill isolated cells, print the resume line and leave at once (exit code 130).
+
+    Records are written atomically and only after their artifacts, so leaving here loses at
+    most the cells in flight; their staging directories are removed by the next run.
+    """
+    cell = sys.modules.get("benchmarks.cell")
+    if cell is not None:
+        cell.kill_live_children()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.write(RESUME_LINE + "\n")
+        sys.stderr.flush()
+    os._exit(130)
+
+
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C: staging files are removed and no record claims success."""
-    raise KeyboardInterrupt(f"terminated by signal {signum}")
+    """SIGTERM/SIGINT: unwind (staging removed, no record claims success), but within seconds.
+
+    A watchdog leaves after :data:`EXIT_WITHIN_S` even if unwinding is stuck (a long native
+    call, a worker pool joining); a second signal leaves at once.
+    """
+    if _interrupted.is_set():
+        _exit_interrupted()
+    _interrupted.set()
+    watchdog = threading.Timer(EXIT_WITHIN_S, _exit_interrupted)
+    watchdog.daemon = True
+    watchdog.start()
+    cell = sys.modules.get("benchmarks.cell")
+    if cell is not None:
+        cell.kill_live_children()
+    raise KeyboardInterrupt(f"interrupted by signal {signum}")
 
 
 def main() -> None:
@@ -430,8 +467,9 @@ def main() -> None:
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # typer returns 130 for a KeyboardInterrupt it caught
     except CgcbenchError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", soft_wrap=True, highlight=False)
         sys.exit(exc.exit_code)
@@ -441,8 +479,10 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("interrupted: finished cells are recorded; rerun with --resume to complete")
-        sys.exit(130)
+        _exit_interrupted()
+    finally:
+        if _interrupted.is_set():  # also when typer swallowed the KeyboardInterrupt
+            _exit_interrupted()
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

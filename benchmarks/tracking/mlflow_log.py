@@ -125,9 +125,12 @@ class MlflowLogger:
     def log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
         """Log a finished record (any status) as one MLflow run; return its identifiers.
 
-        Runs logged earlier for the same cell (same record id: a re-run after ``--resume`` or
-        a crash between logging and writing the record) are deleted first, so each cell has
-        exactly one live run.
+        A cell's run is keyed by its record id (tag ``cgcbench.record_id``): a run logged
+        earlier for the same cell — by this process, by a concurrent ``cgcbench run`` on the
+        same cells, by a re-run after ``--resume`` or a crash between logging and writing the
+        record — is found and reused (tags, metrics and artifacts updated, parameters it lacks
+        added), never duplicated. All of this happens under the results directory's lock, so
+        two writers cannot both create a run.
         """
         with self._lock():
             return self._log_record(record, results_dir)
@@ -135,10 +138,12 @@ class MlflowLogger:
     def _log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
         exp_id = self.experiment_id(record["suite"])
         previous = self.client.search_runs(
-            [exp_id], filter_string=f"tags.`cgcbench.record_id` = '{record['record_id']}'"
+            [exp_id],
+            filter_string=f"tags.`cgcbench.record_id` = '{record['record_id']}'",
+            order_by=["attributes.start_time ASC"],
         )
-        for run in previous:
-            self.client.delete_run(run.info.run_id)
+        for extra in previous[1:]:  # duplicates left by older versions: keep the first
+            self.client.delete_run(extra.info.run_id)
         model = record["model"]
         tags: dict[str, str] = {
             "mlflow.runName": f"{record['dataset']['name']}/{model['label']}/seed{record['seed']}",
@@ -161,8 +166,15 @@ class MlflowLogger:
             tags["cgcbench.not_applicable_reason"] = record["reason"]
         if record.get("error"):
             tags["cgcbench.error"] = f"{record['error']['type']}: {record['error']['message']}"[:5000]
-        run = self.client.create_run(exp_id, start_time=prov.get("started_at_ms"), tags=tags)
-        run_id = run.info.run_id
+        if previous:
+            run_id = previous[0].info.run_id
+            logged = dict(previous[0].data.params)
+            self.client.update_run(run_id, status="RUNNING")
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, v)
+        else:
+            run = self.client.create_run(exp_id, start_time=prov.get("started_at_ms"), tags=tags)
+            run_id, logged = run.info.run_id, {}
         try:
             params: dict[str, str] = {}
             _flatten("model", model.get("params", {}), params)
@@ -170,7 +182,9 @@ class MlflowLogger:
             _flatten("task", record.get("params", {}), params)
             params["dataset.sha256"] = json.dumps(record["dataset"].get("sha256"))[:6000]
             for k, v in params.items():
-                self.client.log_param(run_id, k[:250], v)
+                key = k[:250]
+                if key not in logged:  # MLflow parameters are immutable; record.json has the rest
+                    self.client.log_param(run_id, key, v)
             for k, v in record.get("metrics", {}).items():
                 if v is not None:
                     self.client.log_metric(run_id, k, float(v))
