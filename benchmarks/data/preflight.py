@@ -90,9 +90,11 @@ def preflight(suite: Suite, adapter: ModelAdapter, task: TaskData) -> PreflightR
     gap = package_gap(type(adapter))
     if gap:
         return PreflightResult(gap, task)
-    gap = suite.requirement_gap(caps, TaskData(dataset={}, payload={}))  # task kinds only
-    if gap:
-        return PreflightResult(gap, task)
+    missing = sorted(k.value for k in suite.required_kinds if not caps.supports(k))
+    if missing:
+        kinds = ", ".join(sorted(k.value for k in caps.task_kinds)) or "none"
+        reason = f"{suite.name} needs task kind {', '.join(missing)}; the model supports {kinds}"
+        return PreflightResult(reason, task)
     ds = task.dataset
     organism = str(ds.get("organism") or "unknown")
     if "any" not in caps.organisms and organism not in caps.organisms:
