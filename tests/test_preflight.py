@@ -178,3 +178,20 @@ def test_missing_package_is_unavailable_in_list_models_and_not_applicable(
     )
     (rec,) = MatrixRunner(request).run()
     assert rec["status"] == "NOT_APPLICABLE" and "scgpt is not installed" in rec["reason"]
+
+
+def test_bulk_profiles_are_labelled_and_a_transposed_matrix_is_refused(tmp_path, shared_data):
+    notes: list[str] = []
+    _, bulk = load_dataset(str(shared_data / "bulk" / "pasilla_rnai_knockdown.h5ad"), report=notes.append)
+    ds = bulk.uns["cgcbench"]["dataset"]
+    assert ds["data_type"] == "bulk" and "7 samples" in ds["data_type_rule"]
+    assert ds["organism"] == "drosophila" and any("bulk profiles" in n for n in notes)
+    _, cells = load_dataset("cbmc_citeseq_rna500")
+    assert cells.uns["cgcbench"]["dataset"]["data_type"] == "single-cell"
+    genes_as_rows = ad.read_h5ad(shared_data / "scrna" / "pbmc3k_raw.h5ad")[:50, :400].copy()
+    genes_as_rows.var_names = genes_as_rows.var["gene_ids"].astype(str)
+    transposed = ad.AnnData(genes_as_rows.X.T.tocsr(), obs=genes_as_rows.var[[]].copy())
+    path = tmp_path / "transposed.h5ad"
+    transposed.write_h5ad(path)
+    with pytest.raises(InputError, match=r"obs_names look like gene or probe ids .* write adata\.T"):
+        load_dataset(str(path))
