@@ -1,4 +1,4 @@
-"""nox sessions: tests (default CI), slow (end-to-end), lint, bench (perf tables), demo."""
+"""nox sessions: tests (default CI), slow (end-to-end), lint, abuse (faults), bench (perf), demo."""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def abuse(session: nox.Session) -> None:
+    """The abuse/fault battery (benchmarks/abuse.py): bad inputs, kills, hostile files; prints its table."""
+    install(session)
+    session.run("python", "-m", "benchmarks.abuse", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
