@@ -392,7 +392,9 @@ def sync(
 ) -> None:
     """Push records written with --offline (or all records) to an MLflow store."""
     from benchmarks.tracking.sync import sync_records
+    from benchmarks.validate import check_tracking_uri
 
+    check_tracking_uri(tracking_uri)  # a file: store is refused before anything is opened
     n, skipped = sync_records(results_dir, tracking_uri, include_logged=all_records)
     console.print(f"logged {n} record(s) to MLflow; {skipped} already there")
 
