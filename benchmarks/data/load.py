@@ -236,7 +236,7 @@ _CONVERSION_PLAN = {
     "counts": "models that need log values get normalize_total(1e4) + log1p",
     "log1p_normalized": "used as is",
     "log2_normalized": "converting to natural-log log1p (× ln 2) for models that need log1p values",
-    "linear_normalized": "converting with log1p",
+    "linear_normalized": "converting with log1p for models that need log values",
     "scaled": "only models that accept scaled values can run (expression cannot be recovered)",
 }
 
