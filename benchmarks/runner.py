@@ -29,7 +29,7 @@ from benchmarks.data.load import UserKeys, is_user_file, load_dataset
 from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.interface import Suite, TaskData, config_hash
 from benchmarks.registry import ModelSpec, parse_model, suite_class
-from benchmarks.tracking.mlflow_log import MlflowLogger, default_tracking_uri
+from benchmarks.tracking.mlflow_log import MlflowLogger, default_tracking_uri, probe_server
 from benchmarks.tracking.provenance import git_commit, hardware, package_versions
 from benchmarks.tracking.records import CellKey, Record, read_record, record_path, write_record
 from benchmarks.validate import check_dataset, check_task, validate_request
@@ -178,6 +178,8 @@ class MatrixRunner:
         ``on_total`` is called with the number of cells once the inputs are validated.
         """
         prepared = self.prepare()
+        if not self.req.offline:  # an unreachable server is bad input: fail before any write
+            probe_server(self.req.tracking_uri or default_tracking_uri(self.results_dir))
         self.results_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(self.results_dir)
         tracker = None

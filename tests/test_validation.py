@@ -67,6 +67,7 @@ def _run(tmp_path: Path, user: Path, extra: list[str], models: str = "majority")
         (["--tracking-uri", "file:///tmp/mlruns"], "majority", "MLflow ≥ 3.17 no longer accepts file stores"),
         (["--tracking-uri", "/tmp/mlruns"], "majority", "no longer accepts file stores"),
         (["--tracking-uri", "sqlit:///x.db"], "majority", "unknown scheme 'sqlit'"),
+        (["--tracking-uri", "http://127.0.0.1:9"], "majority", "server http://127.0.0.1:9 is unreachable"),
     ],
 )
 def test_bad_option_exits_2_before_any_write(

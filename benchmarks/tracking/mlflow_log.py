@@ -28,6 +28,25 @@ def default_tracking_uri(results_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{results_dir.resolve()}/mlflow.db"
 
 
+def probe_server(tracking_uri: str, timeout: float = 5.0) -> None:
+    """For an ``http(s)`` tracking URI, fail fast when the server does not answer ``/health``.
+
+    Called before the results directory is created, so an unreachable server writes nothing.
+    Other URIs are left to :meth:`MlflowLogger.check_reachable`.
+    """
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+    except OSError as exc:
+        raise CgcbenchError(
+            f"MLflow tracking server {tracking_uri} is unreachable ({exc}); start it, "
+            "or drop --tracking-uri/MLFLOW_TRACKING_URI to use the local store"
+        ) from exc
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -70,16 +89,7 @@ class MlflowLogger:
         for minutes); a database store is opened — under the results-dir lock, so that
         concurrent first use of a new sqlite store runs its migrations once.
         """
-        if self.tracking_uri.startswith(("http://", "https://")):
-            import urllib.request
-
-            try:
-                urllib.request.urlopen(f"{self.tracking_uri.rstrip('/')}/health", timeout=timeout)
-            except OSError as exc:
-                raise CgcbenchError(
-                    f"MLflow tracking server {self.tracking_uri} is unreachable ({exc}); start it, "
-                    "or drop --tracking-uri/MLFLOW_TRACKING_URI to use the local store"
-                ) from exc
+        probe_server(self.tracking_uri, timeout)
         try:
             with self._lock():
                 self.client.search_experiments(max_results=1)
