@@ -1,12 +1,12 @@
 """``cgc``: the cgcbench adapter of Cell-Graph Compass (the one bridge between ``cgc`` and the harness).
 
 * **weights** — ``checkpoint=`` / ``$CGC_CHECKPOINT`` (a checkpoint or run directory written by
-  ``cgcbench pretrain``); ``init="pretrained"``. Otherwise a small CGC is pre-trained here on the
-  local corpus (the ``pbmc3k_raw`` card plus the SERGIO cells of ``sergio_batches``), lazily on
-  first use, and cached under ``$CGCBENCH_DATA_DIR/cgc_checkpoints/<hash>/`` where the hash
-  covers the corpus files' sha256, the model config, steps, seed, corpus size, text model and
-  the cgc version; the build is atomic (temporary directory + rename) and guarded by a file
-  lock so that concurrent runs build it once. ``init="scratch"`` then (trained here).
+  ``cgcbench pretrain``); ``init="pretrained"``. Otherwise a small CGC is pre-trained here
+  (:mod:`baselines.cgc_pretraining`): on every real human cell set with gene symbols in the
+  registry plus SERGIO cells, **minus the data set being evaluated** (the harness tells the
+  adapter through :meth:`bind_dataset`), lazily on first use and cached by content hash;
+  ``init="scratch"`` then (trained here), and the record names the corpus and both the
+  checkpoint's validation loss and the per-gene-mean predictor's.
 * **variants** — ``no-graph`` (Transformer only), ``no-pretrain`` (same architecture and
   priors, random weights), ``-edge=tftg|coexpr|pos`` (cell graphs without that edge type),
   ``-node=text|token`` (node embedding without that feature). A variant without a user
@@ -24,8 +24,13 @@
 * **bulk knockout** — the same decoder on the pre-knockout profile with the knocked-out gene
   marked; ``knockout_head="regression"`` (MSE) or ``"two_step"`` (MSE + focal loss with
   weight 1, alpha 0.5 and negative sampling for "changed?" + alpha·cross-entropy for "up or
-  down?"). "Changed" means ``|after − before| > change_threshold`` on the data's log scale
-  (default ``log 2``: two-fold for natural-log data).
+  down?"). "Changed" means a two-fold change: ``|after − before| > log_b(2)`` on the data's
+  log scale ``b`` (declared by the suite in ``uns["log_base"]``; the suite scores with the
+  same definition, :func:`benchmarks.suites.bulk_knockout.two_fold_threshold`).
+* **budgets** — SPEC's fine-tuning budgets outside ``--quick`` (30 epochs for annotation,
+  perturbation and knockout; warm-up + cosine decay; early stopping on a seeded 10 %
+  validation slice of the training cells, best epoch restored); ``max_steps`` is only a
+  safety cap and the record says when it was hit (``*_hit_max_steps``).
 
 Genes are matched by symbol (``var["gene_symbol"]`` when the loader provides it); genes
 outside the vocabulary are left out of the graphs and reported by :meth:`extra_metrics`.
@@ -33,17 +38,11 @@ outside the vocabulary are left out of the graphs and reported by :meth:`extra_m
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import fcntl
-import hashlib
 import json
 import logging
-import math
 import os
-import shutil
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from baselines.cgc_pretraining import checkpoint_digest, corpus_cards, default_checkpoint
 from benchmarks.errors import InputError
 from benchmarks.interface import (
     AnnotationMixin,
@@ -60,12 +60,13 @@ from benchmarks.interface import (
     Capabilities,
     CellEmbeddingMixin,
     GeneEmbeddingMixin,
+    GeneVocabulary,
     Init,
     ModelAdapter,
     PerturbationMixin,
     TaskKind,
 )
-from cgc.config import EDGE_TYPES, NODE_FEATURES, CGCConfig, RunConfig, TrainConfig, load_config
+from cgc.config import EDGE_TYPES, NODE_FEATURES, CGCConfig, load_config
 from cgc.finetune import (
     CellClassifierHead,
     CellMatrix,
@@ -89,24 +90,12 @@ from cgc.model import CGCModel
 from cgc.preprocess import first_mapped_columns
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import SPECIAL_TOKENS
-from cgc.train.checkpoint import MANIFEST, load_checkpoint, resolve_checkpoint, save_checkpoint
+from cgc.train.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ENV = "CGC_CHECKPOINT"
-CACHE_VERSION = 1
-"""Bumped when the default pre-training recipe changes (part of the cache key)."""
-CORPUS_CARDS: tuple[str, ...] = ("pbmc3k_raw", "sergio_batches")
-PRIOR_CARDS: dict[str, tuple[str, str | None]] = {
-    "vocab_path": ("cgc_vocab", None),
-    "trrust_path": ("trrust_human", None),
-    "positions_path": ("gene_positions_hg38", None),
-    "gene_info_path": ("gene_info_hs", None),
-    "gene2go_path": ("gene2go_hs", None),
-    "go_terms_path": ("go_terms", None),
-}
-"""Prior-knowledge files of the default bundle: ``GenePriors.build`` argument → (card, file)."""
-
+DEFAULT_PRETRAIN_STEPS = 2000
 ALL_KINDS = frozenset(TaskKind)
 CTRL = "ctrl"
 
@@ -133,203 +122,6 @@ def _pretrain_seed(value: Any) -> int | str:
 
 def _without(values: Sequence[str], drop: str) -> tuple[str, ...]:
     return tuple(v for v in values if v != drop)
-
-
-def cache_root() -> Path:
-    """Folder of the cached default checkpoints: ``$CGCBENCH_DATA_DIR/cgc_checkpoints``."""
-    from benchmarks.data.fetch import data_dir
-
-    return data_dir() / "cgc_checkpoints"
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def checkpoint_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a checkpoint's ``MANIFEST.sha256`` (which lists the sha256 of every file)."""
-    root = resolve_checkpoint(path)
-    return hashlib.sha256((root / MANIFEST).read_bytes()).hexdigest()
-
-
-def _hash(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-# ------------------------------------------------------------------------------- default corpus
-def _card_sha(card_name: str) -> list[str]:
-    from benchmarks.data.cards import get_card
-
-    card = get_card(card_name)
-    out = [str(f.sha256) for f in card.files]
-    sim = card.extra.get("simulation") if hasattr(card, "extra") else None
-    if sim:
-        out.append(_hash(sim))
-    return out
-
-
-def _text_encoder(spec: str) -> Any:
-    from cgc.priors.text import HashingTextEncoder
-
-    if spec == "minilm":
-        return "default"
-    if spec.startswith("hashing"):
-        _, _, dim = spec.partition(":")
-        return HashingTextEncoder(int(dim or 64))
-    if spec == "none":
-        return None
-    raise InputError(f"cgc: text_encoder={spec!r}; use 'minilm', 'hashing[:DIM]' or 'none'")
-
-
-def _corpus(n_cells: int | None, seed: int) -> tuple[list[ad.AnnData], list[str]]:
-    """Corpus AnnData objects (raw counts, genes detected in >= 3 cells) and the HVG-ish text genes."""
-    import scanpy as sc
-
-    from benchmarks.data.load import load_dataset
-
-    adatas, text_genes = [], []
-    rng = np.random.default_rng(seed)
-    for name in CORPUS_CARDS:
-        _, a = load_dataset(name)
-        a = ad.AnnData(sp.csr_matrix(a.X, dtype=np.float32), obs=pd.DataFrame(index=a.obs_names),
-                       var=pd.DataFrame(index=a.var_names.astype(str)))
-        a.var_names_make_unique()
-        if n_cells is not None and a.n_obs > n_cells:
-            a = a[np.sort(rng.choice(a.n_obs, n_cells, replace=False))].copy()
-        sc.pp.filter_genes(a, min_cells=3)
-        norm = a.copy()
-        sc.pp.normalize_total(norm, target_sum=1e4)
-        sc.pp.log1p(norm)
-        n_top = min(1500, norm.n_vars)
-        if norm.n_vars > n_top:
-            sc.pp.highly_variable_genes(norm, n_top_genes=n_top)
-            text_genes += list(norm.var_names[norm.var["highly_variable"].to_numpy()])
-        else:
-            text_genes += list(norm.var_names)
-        adatas.append(a)
-    return adatas, list(dict.fromkeys(text_genes))
-
-
-def default_priors(n_cells: int | None, seed: int, text_encoder: str,
-                   say: Any = log.info) -> GenePriors:
-    """Build (or load from the cache) the priors bundle of the default pre-training corpus."""
-    from baselines.gene_ids import resource_path
-
-    files = {k: resource_path(card, f) for k, (card, f) in PRIOR_CARDS.items()}
-    key = _hash({"kind": "priors", "v": CACHE_VERSION, "files": {k: _card_sha(c) for k, (c, _) in
-                                                                 PRIOR_CARDS.items()},
-                 "corpus": {c: _card_sha(c) for c in CORPUS_CARDS}, "n_cells": n_cells,
-                 "seed": seed, "text": text_encoder})
-    root = cache_root()
-    dest = root / f"priors-{key}"
-    if (dest / "priors.json").is_file():
-        return GenePriors.load(dest)
-    with file_lock(root / f"priors-{key}.lock"):
-        if (dest / "priors.json").is_file():
-            return GenePriors.load(dest)
-        t0 = time.perf_counter()
-        adatas, text_genes = _corpus(n_cells, seed)
-        priors = GenePriors.build(corpus=adatas, text_encoder=_text_encoder(text_encoder),
-                                  text_genes=text_genes, text_cache_dir=root / "text_cache",
-                                  extend_vocab=False, coexpr_max_genes=3000, **files)
-        priors.save(dest)  # atomic (temporary directory + rename)
-        say(f"cgc: built priors {priors} in {time.perf_counter() - t0:.0f}s")
-    return GenePriors.load(dest)
-
-
-def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells: int | None = None,
-                       text_encoder: str = "minilm", batch_size: int = 8, lr: float = 1e-3,
-                       say: Any = log.info) -> Path:
-    """Return the cached default checkpoint for ``config``, pre-training it on first use.
-
-    Parameters
-    ----------
-    config
-        Model configuration (ablations included).
-    steps
-        Optimiser steps of masked pre-training.
-    seed
-        Seed of corpus subsampling, initialisation, masking and data order.
-    n_cells
-        At most this many cells per corpus data set (``None``: all).
-    text_encoder
-        ``"minilm"`` (offline all-MiniLM-L6-v2), ``"hashing[:DIM]"`` or ``"none"``.
-    batch_size, lr
-        Pre-training batch size and peak learning rate.
-    say
-        Log function.
-
-    Returns
-    -------
-    pathlib.Path
-        ``<cache>/<hash>/``, holding ``checkpoint/`` and ``pretrain.json``.
-
-    """
-    import cgc
-
-    if "text" in config.node_features and text_encoder == "none":
-        config = config.replace(node_features=_without(config.node_features, "text"))
-    train = TrainConfig.small(max_steps=steps, batch_size=batch_size, grad_accum=1, lr=lr,
-                              warmup_steps=max(1, steps // 10), decay_every=max(1, steps // 3),
-                              eval_every=max(1, steps // 2), checkpoint_every=steps, val_batches=4,
-                              amp=False)
-    payload = {"kind": "checkpoint", "v": CACHE_VERSION, "cgc": cgc.__version__,
-               "corpus": {c: _card_sha(c) for c in CORPUS_CARDS}, "config": config.to_dict(),
-               "train": train.to_dict(), "seed": seed, "n_cells": n_cells, "text": text_encoder}
-    key = _hash(payload)
-    root = cache_root()
-    dest = root / key
-    if (dest / "checkpoint" / MANIFEST).is_file():
-        return dest
-    with file_lock(root / f"{key}.lock"):
-        if (dest / "checkpoint" / MANIFEST).is_file():
-            return dest
-        priors = default_priors(n_cells, seed, text_encoder, say)
-        tmp = root / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            adatas, _ = _corpus(n_cells, seed)
-            t0 = time.perf_counter()
-            from cgc.train.pretrain import pretrain
-
-            res = pretrain(adatas, tmp / "run", RunConfig(config, train), seed=seed, priors=priors,
-                           corpus_kwargs={"min_genes": 20, "val_fraction": 0.03, "shard_size": 50_000},
-                           device="cpu", progress=False, log=None)
-            wall = time.perf_counter() - t0
-            if res.checkpoint is None:
-                raise RuntimeError("cgc: default pre-training wrote no checkpoint")
-            manifest = json.loads((tmp / "run" / "corpus" / "corpus.json").read_text())
-            os.replace(res.checkpoint, tmp / "checkpoint")
-            losses = [h["loss"] for h in res.history]
-            info = {
-                **payload,
-                "n_train_cells": manifest.get("n_train"),
-                "n_val_cells": manifest.get("n_val"),
-                "steps": res.step,
-                "wall_time_s": round(wall, 1),
-                "first_train_loss": losses[0] if losses else None,
-                "final_train_loss": float(np.mean(losses[-10:])) if losses else None,
-                "val_losses": res.val_losses,
-                "final_val_loss": res.val_losses[-1] if res.val_losses else None,
-                "priors_hash": priors.content_hash,
-            }
-            (tmp / "pretrain.json").write_text(json.dumps(info, indent=2, default=str))
-            shutil.rmtree(tmp / "run")
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        say(f"cgc: pre-trained default checkpoint {dest} ({info['steps']} steps, "
-            f"{info['wall_time_s']}s, val loss {info['final_val_loss']})")
-    return dest
 
 
 # --------------------------------------------------------------------------------------- adapter
@@ -422,6 +214,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         pretrain_steps: int | None = None,
         pretrain_cells: int | None = None,
         pretrain_seed: int | str = 0,
+        pretrain_batch_size: int = 16,
+        pretrain_lr: float = 1e-3,
         text_encoder: str | None = None,
         finetune_epochs: int | None = None,
         classifier_epochs: int | None = None,
@@ -441,7 +235,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         focal_weight: float = 1.0,
         focal_gamma: float = 2.0,
         neg_ratio: float = 3.0,
-        change_threshold: float = math.log(2.0),
+        change_threshold: float | None = None,
         device: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -456,15 +250,18 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
                 _csv_tuple(node_features, NODE_FEATURES, "node_features")),
             "config": str(config),
             "max_genes": int(max_genes) if max_genes is not None else (128 if quick else None),
-            "pretrain_steps": int(pretrain_steps if pretrain_steps is not None else (30 if quick else 300)),
+            "pretrain_steps": int(pretrain_steps if pretrain_steps is not None
+                                  else (30 if quick else DEFAULT_PRETRAIN_STEPS)),
             "pretrain_cells": (int(pretrain_cells) or None) if pretrain_cells is not None
             else (600 if quick else None),
             "pretrain_seed": _pretrain_seed(pretrain_seed),
+            "pretrain_batch_size": int(pretrain_batch_size),
+            "pretrain_lr": float(pretrain_lr),
             "text_encoder": text_encoder or ("hashing:64" if quick else "minilm"),
-            "finetune_epochs": int(finetune_epochs if finetune_epochs is not None else (1 if quick else 3)),
+            "finetune_epochs": int(finetune_epochs if finetune_epochs is not None else (1 if quick else 30)),
             "classifier_epochs": int(classifier_epochs if classifier_epochs is not None
                                      else (3 if quick else 30)),
-            "max_steps": int(max_steps if max_steps is not None else (12 if quick else 400)),
+            "max_steps": int(max_steps if max_steps is not None else (12 if quick else 20_000)),
             "max_cells": int(max_cells if max_cells is not None else (300 if quick else 2000)),
             "batch_size": int(batch_size),
             "grad_accum": int(grad_accum),
@@ -480,7 +277,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "focal_weight": float(focal_weight),
             "focal_gamma": float(focal_gamma),
             "neg_ratio": float(neg_ratio),
-            "change_threshold": float(change_threshold),
+            "change_threshold": None if change_threshold is None else float(change_threshold),
             "device": device,
         }
         if settings["knockout_head"] not in ("regression", "two_step"):
@@ -499,18 +296,64 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._pert: dict[str, Any] | None = None
         self._ko: dict[str, Any] | None = None
         self._metrics: dict[str, float] = {}
+        self._eval_datasets: tuple[str, ...] = ()
+        self._panel_ids: np.ndarray | None = None
+
+    requires = ("torch_geometric",)
+    install_hint = "pip install 'torch-geometric>=2.6,<2.9' (a dependency of cgcbench)"
+
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """CGC's gene symbols, read from file only (no priors, no model, no pre-training).
+
+        A user checkpoint's own vocabulary (``priors/vocab.json``) when one is named,
+        otherwise the official CGC vocabulary of the default priors (card ``cgc_vocab``).
+        """
+        from baselines.gene_ids import checkpoint_setting
+        from cgc.train.checkpoint import resolve_checkpoint
+
+        path = checkpoint_setting(self.s["checkpoint"], CHECKPOINT_ENV)
+        if path is not None:
+            vocab = resolve_checkpoint(path) / "priors" / "vocab.json"
+            if vocab.is_file():
+                tokens = json.loads(vocab.read_text())
+                return GeneVocabulary(frozenset(map(str, tokens)), id_type="symbol",
+                                      source=str(vocab), min_coverage=0.1)
+        return GeneVocabulary.from_card("cgc_vocab", id_type="symbol", min_coverage=0.1)
+
+    def bind_dataset(self, dataset: Mapping[str, Any]) -> None:
+        """Leave the evaluated data set out of the default pre-training corpus.
+
+        Called by the harness before any fit; ``dataset`` is the record's dataset
+        provenance (its ``name`` is the card name).
+        """
+        name = str(dataset.get("name", ""))
+        if name and name not in self._eval_datasets:
+            if self._model is not None and name in corpus_cards() and self.s["checkpoint"] is None:
+                raise RuntimeError(f"cgc: bind_dataset({name!r}) after the default checkpoint was "
+                                   "loaded; bind before fitting")
+            self._eval_datasets = (*self._eval_datasets, name)
+
+    def _say(self, msg: str) -> None:
+        log.info(msg)
+        from rich.console import Console
+
+        Console(stderr=True).print(msg, markup=False, highlight=False)
 
     # ------------------------------------------------------------------------------ provenance
     @property
     def init(self) -> Init:
-        """``pretrained`` for a user checkpoint, else ``scratch`` (pre-trained here or random)."""
-        self._ensure_loaded()
-        return "pretrained" if self._user_checkpoint and self.s["pretrained"] else "scratch"
+        """``pretrained`` for a user checkpoint, else ``scratch`` (pre-trained here or random).
+
+        Known without loading (or pre-training) anything.
+        """
+        from baselines.gene_ids import checkpoint_setting
+
+        user = checkpoint_setting(self.s["checkpoint"], CHECKPOINT_ENV) is not None
+        return "pretrained" if user and self.s["pretrained"] else "scratch"
 
     @property
     def checkpoint_sha256(self) -> str | None:
-        """sha256 of the loaded checkpoint's manifest; ``None`` for random weights."""
-        self._ensure_loaded()
+        """sha256 of the loaded checkpoint's manifest; ``None`` for random weights or before loading."""
         return self._checkpoint_sha if self.s["pretrained"] else None
 
     def extra_metrics(self) -> dict[str, float]:
@@ -550,14 +393,19 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
                 cfg = cfg.replace(node_features=_without(cfg.node_features, "text"))
             pseed = self.seed if self.s["pretrain_seed"] == "run" else int(self.s["pretrain_seed"])
             dest = default_checkpoint(cfg, steps=self.s["pretrain_steps"], seed=pseed,
-                                      n_cells=self.s["pretrain_cells"], text_encoder=self.s["text_encoder"])
+                                      n_cells=self.s["pretrain_cells"], text_encoder=self.s["text_encoder"],
+                                      batch_size=self.s["pretrain_batch_size"], lr=self.s["pretrain_lr"],
+                                      exclude=self._eval_datasets, say=self._say)
             model, priors, meta = load_checkpoint(dest / "checkpoint", map_location="cpu")
             self.params["checkpoint_source"] = "built by cgcbench (cached default pre-training)"
             self.params["checkpoint_path"] = str(dest / "checkpoint")
             info = json.loads((dest / "pretrain.json").read_text())
             self.params["pretraining"] = {k: info.get(k) for k in (
-                "corpus", "n_train_cells", "n_val_cells", "steps", "wall_time_s", "final_train_loss",
-                "final_val_loss", "seed", "n_cells", "text", "train")}
+                "corpus_cards", "corpus", "n_train_cells", "n_val_cells", "steps", "wall_time_s",
+                "final_train_loss", "final_val_loss", "mean_predictor_val_loss", "seed", "n_cells",
+                "text", "train")}
+            self.params["pretraining"]["excluded_evaluated_datasets"] = [
+                c for c in corpus_cards() if c in self._eval_datasets]
         self._checkpoint_path = Path(meta["path"])
         self._checkpoint_sha = checkpoint_digest(meta["path"])
         self.params["checkpoint_sha256"] = self._checkpoint_sha
@@ -608,7 +456,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     def save_checkpoint(self, path: str | os.PathLike[str], fine_tuned: bool = True) -> Path:
         """Save the cell-embedding model (fine-tuned when ``fit`` ran) as a CGC checkpoint."""
         model = self._cell_model if (fine_tuned and self._cell_model is not None) else self.model
-        return save_checkpoint(path, model, self.priors, meta={"saved_by": "cgc.adapter",
+        return save_checkpoint(path, model, self.priors, meta={"saved_by": "baselines.cgc_model",
                                                                "adapter_params": self.params})
 
     def _settings(self, n_items: int, epochs: int | None = None) -> TrainSettings:
@@ -623,8 +471,20 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         rng = np.random.default_rng([self.seed, salt])
         return np.sort(rng.choice(n, self.s["max_cells"], replace=False))
 
-    def _cells(self, adata: ad.AnnData) -> CellMatrix:
-        cm = map_matrix(self.priors, adata.X, _symbols(adata))
+    def _cells(self, adata: ad.AnnData, fit_panel: bool = False) -> CellMatrix:
+        """Map ``adata`` to the vocabulary; with a panel model, on the fitted gene panel.
+
+        ``fit_panel`` chooses the panel (the ``max_genes`` most variable genes) from these
+        cells and keeps it for later calls (query cells use the reference's panel).
+        """
+        cfg = self.model.config
+        if cfg.input_genes != "panel":
+            cm = map_matrix(self.priors, adata.X, _symbols(adata))
+        elif fit_panel or self._panel_ids is None:
+            cm = map_matrix(self.priors, adata.X, _symbols(adata), panel_size=cfg.max_genes)
+            self._panel_ids = cm.gene_ids
+        else:
+            cm = map_matrix(self.priors, adata.X, _symbols(adata), panel_ids=self._panel_ids)
         rep = cm.report
         self._metrics["gene_coverage"] = float(rep.n_mapped / max(rep.n_input, 1))
         self._metrics["n_genes_in_vocab"] = float(len(cm.gene_ids))
@@ -640,6 +500,15 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         if tl.losses:
             self._metrics[f"{prefix}_first_loss"] = float(np.mean(tl.losses[:5]))
             self._metrics[f"{prefix}_final_loss"] = tl.final
+        self._metrics[f"{prefix}_epochs"] = float(tl.epochs_run)
+        if tl.best_epoch is not None:
+            self._metrics[f"{prefix}_best_epoch"] = float(tl.best_epoch)
+            self._metrics[f"{prefix}_best_val_loss"] = float(min(tl.val_losses))
+        self._metrics[f"{prefix}_stopped_early"] = float(tl.stopped_early)
+        self._metrics[f"{prefix}_hit_max_steps"] = float(tl.hit_max_steps)
+        if tl.hit_max_steps:
+            self._say(f"cgc: {prefix} fine-tuning hit the safety cap max_steps={self.s['max_steps']} "
+                      f"after {tl.epochs_run} epoch(s)")
 
     # ------------------------------------------------------------------------------ gene embeddings
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:
@@ -660,9 +529,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     # ------------------------------------------------------------------------------ cell embeddings
     def fit(self, adata: ad.AnnData, batch_key: str | None = None) -> None:
         """Fine-tune on ``adata`` (masked losses + domain adaptation + ECS, SPEC §5.3)."""
-        cm = self._cells(adata)
+        cm = self._cells(adata, fit_panel=True)
         rows = self._subsample(cm.n_cells, 1)
-        sub = CellMatrix(cm.x[rows], cm.gene_ids, cm.columns, cm.report)
+        sub = cm.subset(rows)
         batches = None
         if batch_key is not None:
             if batch_key not in adata.obs:
@@ -687,13 +556,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         """Fine-tune the encoder with a 3-layer MLP on ``h_c`` (cross-entropy, SPEC §5.4)."""
         if label_key not in reference.obs:
             raise InputError(f"cgc.fit_classifier: label_key={label_key!r} is not a column of obs")
-        cm = self._cells(reference)
+        cm = self._cells(reference, fit_panel=True)
         rows = self._subsample(cm.n_cells, 2)
         labels = reference.obs[label_key].astype(str).to_numpy()[rows]
         classes, y = np.unique(labels, return_inverse=True)
         model = self._fresh()
         head = CellClassifierHead(model.config.d_model, len(classes)).to(self.device)
-        sub = CellMatrix(cm.x[rows], cm.gene_ids, cm.columns, cm.report)
+        sub = cm.subset(rows)
         graphs = embedding_graphs(model, sub, self.seed)
         tl = train_classifier(model, head, graphs, y, self._settings(len(rows), self.s["classifier_epochs"]),
                               seed=self.seed)
@@ -805,8 +674,14 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         return pd.DataFrame(out, index=list(conditions), columns=control.var_names)
 
     # ------------------------------------------------------------------------------ bulk knockout
-    def _knockout_loss(self) -> KnockoutLoss:
-        return KnockoutLoss(head=self.s["knockout_head"], threshold=self.s["change_threshold"],
+    def _knockout_loss(self, train: ad.AnnData) -> KnockoutLoss:
+        threshold = self.s["change_threshold"]
+        if threshold is None:  # two-fold on the data's declared log scale (the suite's definition)
+            from benchmarks.suites.bulk_knockout import two_fold_threshold
+
+            threshold = two_fold_threshold(float(train.uns.get("log_base", np.e)))
+        self._metrics["knockout_change_threshold"] = threshold
+        return KnockoutLoss(head=self.s["knockout_head"], threshold=threshold,
                             alpha_2=self.s["knockout_alpha"], focal_weight=self.s["focal_weight"],
                             focal_alpha=self.s["focal_alpha"], focal_gamma=self.s["focal_gamma"],
                             neg_ratio=self.s["neg_ratio"])
@@ -833,7 +708,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         cols = panel["cols"]
         model = self._fresh()
         builder = CellGraphBuilder(model.priors, model.config)
-        lossf = self._knockout_loss()
+        lossf = self._knockout_loss(train)
         decoder = GeneDecoder(model.config.d_model, lossf.n_out).to(self.device)
 
         def make(i: int, rng: np.random.Generator) -> Any:

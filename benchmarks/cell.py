@@ -75,6 +75,7 @@ def execute_cell(job: CellJob, meter: ResourceMeter | None = None) -> CellOutcom
         seed_everything(job.seed)
         suite = suite_class(job.suite)(quick=job.suite_quick, options=job.suite_options)
         adapter = build_model(job.spec, seed=job.seed, quick=job.quick, **job.model_params)
+        adapter.bind_dataset(job.task.dataset)  # before info(): pre-training must not see these cells
         outcome.model = model_info_dict(adapter.info())
         check = preflight(suite, adapter, job.task)  # before any work: no fit, no pre-training
         outcome.params.update(check.params)

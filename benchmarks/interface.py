@@ -224,6 +224,14 @@ class ModelAdapter(abc.ABC):
         """
         return None
 
+    def bind_dataset(self, dataset: Mapping[str, Any]) -> None:  # noqa: B027
+        """Learn which data set the adapter is about to be evaluated on (before any fit).
+
+        The harness calls this with the record's dataset provenance (``name``, ``version``,
+        …) before it asks for :attr:`init` or fits anything, so that an adapter that
+        pre-trains on a corpus can leave the evaluated cells out of it. Default: nothing.
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, variant={self.variant!r}, seed={self.seed})"
 

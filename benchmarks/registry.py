@@ -36,7 +36,7 @@ MODELS: dict[str, str] = {
     "gears": "baselines.gears_model:GEARSAdapter",
     "gene2vec": "baselines.gene2vec_model:Gene2vecAdapter",
     "biobert": "baselines.text_embedding:TextEmbeddingAdapter",
-    "cgc": "cgc.adapter:CGCAdapter",
+    "cgc": "baselines.cgc_model:CGCAdapter",
 }
 """Built-in adapters: name → ``module:Class``."""
 

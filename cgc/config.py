@@ -19,6 +19,8 @@ from cgc.errors import ConfigError
 
 EDGE_TYPES: tuple[str, ...] = ("tftg", "coexpr", "pos")
 NODE_FEATURES: tuple[str, ...] = ("token", "text", "value", "special")
+INPUT_GENES: tuple[str, ...] = ("panel", "expressed")
+VALUE_TARGETS: tuple[str, ...] = ("zscore", "bin")
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -82,6 +84,22 @@ class CGCConfig:
         unfused (math) attention kernel, several times slower on CPU.
     gene_loss_weight, cell_loss_weight
         Weights of eq. 10 and eq. 11 (paper: 1:1).
+    node_norm
+        Deviation from the paper (measured, see ``NodeEncoder``): each term of eq. 1 is
+        layer-normalised before the sum, the value enters as ``bin / (n_bins - 1)`` in
+        ``[0, 1]`` and masked values get a learned mask embedding. ``False`` is eq. 1
+        taken literally on raw bin numbers, where the value term outweighs the gene token
+        ~100:1 and cells become indistinguishable.
+    input_genes
+        Which genes make a cell's graph. ``"expressed"`` (paper): up to ``max_genes`` of
+        the cell's non-zero genes. ``"panel"``: a fixed panel of the data set's
+        ``max_genes`` most variable genes, zeros included (scGPT's include-zero mode), so
+        that *which* genes are silent carries cell state.
+    value_target
+        What the masked-value heads predict. ``"bin"`` (paper): the within-cell bin,
+        scaled to ``[0, 1]``. ``"zscore"``: the gene's log-normalised expression
+        standardised per gene over the data set, so the target is the cell's deviation
+        from the gene's typical level rather than a property of the gene.
 
     """
 
@@ -106,6 +124,9 @@ class CGCConfig:
     attn_dropout: float = 0.0
     gene_loss_weight: float = 1.0
     cell_loss_weight: float = 1.0
+    node_norm: bool = True
+    input_genes: str = "panel"
+    value_target: str = "zscore"
 
     def __post_init__(self) -> None:
         bad_e = sorted(set(self.edge_types) - set(EDGE_TYPES))
@@ -126,6 +147,12 @@ class CGCConfig:
             raise ConfigError(
                 f"CGCConfig.sample_mode={self.sample_mode!r}; use 'weighted', 'top' or 'uniform'"
             )
+        if self.input_genes not in INPUT_GENES:
+            raise ConfigError(f"CGCConfig.input_genes={self.input_genes!r}; use one of {INPUT_GENES}")
+        if self.value_target not in VALUE_TARGETS:
+            raise ConfigError(
+                f"CGCConfig.value_target={self.value_target!r}; use one of {VALUE_TARGETS}"
+            )
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ConfigError(f"CGCConfig.mask_ratio={self.mask_ratio} must be in [0, 1)")
         if self.n_bins < 3 or self.max_genes < 1 or self.pos_window < 1:
@@ -135,8 +162,22 @@ class CGCConfig:
 
     @classmethod
     def paper(cls, **overrides: Any) -> CGCConfig:
-        """Return the published pre-training configuration (SPEC §3)."""
+        """Return the published sizes (SPEC §3) with this project's measured deviations.
+
+        ``CGCConfig.paper(node_norm=False, input_genes="expressed", value_target="bin")``
+        is the publication taken literally.
+        """
         return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CGCConfig:
+        """Build from :meth:`to_dict` output, rejecting unknown fields.
+
+        Configurations saved before ``node_norm``/``input_genes``/``value_target`` existed
+        describe the paper-literal model and load as such.
+        """
+        legacy = {"node_norm": False, "input_genes": "expressed", "value_target": "bin"}
+        return _from_dict(cls, {**legacy, **data}, "CGCConfig")
 
     @classmethod
     def small(cls, **overrides: Any) -> CGCConfig:
@@ -163,10 +204,6 @@ class CGCConfig:
         d["node_features"] = list(self.node_features)
         return d
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CGCConfig:
-        """Build from :meth:`to_dict` output, rejecting unknown fields."""
-        return _from_dict(cls, data, "CGCConfig")
 
 
 @dataclass(frozen=True)

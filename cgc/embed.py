@@ -10,7 +10,6 @@ import torch
 from torch_geometric.data import Batch
 
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import bin_values, first_mapped_columns, normalize_as, sample_genes
 
 if TYPE_CHECKING:
     from cgc.model import CGCModel
@@ -22,26 +21,22 @@ def cell_graphs(model: CGCModel, adata: ad.AnnData, id_type: str = "symbol",
     """Build the (unmasked) cell graphs of ``adata`` for ``model``.
 
     Genes are mapped to the vocabulary (unmapped ones dropped; fail if fewer than
-    ``min_mapped_fraction`` map); each cell keeps its ``max_genes`` highest non-zero genes
-    (deterministic), values are binned as in pre-training and nothing is masked.
+    ``min_mapped_fraction`` map); each graph is built as in pre-training
+    (:func:`cgc.finetune.data.expressed_graph`: expressed genes or the gene panel, by the
+    model's ``input_genes``) and nothing is masked.
     """
+    from cgc.finetune.data import expressed_graph, map_matrix
+
     ids, report = model.priors.map_genes(list(adata.var_names), id_type)
     report.check(min_mapped_fraction, where="embed_cells(adata)")
-    cols = first_mapped_columns(ids)
-    x = normalize_as(adata.layers[layer] if layer is not None else adata.X, normalize)
-    x = x[:, cols].tocsr()
-    col_ids = ids[cols]
-    builder = CellGraphBuilder(model.priors, model.config)
+    symbols = [model.priors.vocab.tokens[i] if i >= 0 else "" for i in ids]
     cfg = model.config
-    graphs = []
-    for r in range(x.shape[0]):
-        lo, hi = x.indptr[r], x.indptr[r + 1]
-        genes, vals = col_ids[x.indices[lo:hi]], x.data[lo:hi]
-        pick = sample_genes(vals, cfg.max_genes, mode="top")
-        binned = bin_values(vals[pick], cfg.n_bins).astype(np.float32)
-        graphs.append(builder.build(genes[pick], binned, binned,
-                                    seed=np.random.default_rng([seed, r])))
-    return graphs
+    panel = cfg.max_genes if cfg.input_genes == "panel" else None
+    cm = map_matrix(model.priors, adata.layers[layer] if layer is not None else adata.X, symbols,
+                    normalize, panel_size=panel)
+    builder = CellGraphBuilder(model.priors, cfg)
+    return [expressed_graph(builder, cfg, cm, r, np.random.default_rng([seed, r]))
+            for r in range(cm.n_cells)]
 
 
 @torch.no_grad()

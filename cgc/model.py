@@ -107,7 +107,8 @@ class CGCModel(nn.Module):
         text = None
         if self.node_encoder.mlp_t is not None:
             text = self.text_table[batch.gene].to(self.node_encoder.emb_g.weight.dtype)
-        return self.node_encoder(batch.gene, batch.value, batch.special, text)
+        mask = batch.mask if "mask" in batch else None
+        return self.node_encoder(batch.gene, batch.value, batch.special, text, mask)
 
     def forward(self, batch: Batch) -> CGCOutput:
         """Run encoders, the GNN (unless ``use_graph=False``) and the Transformer.

@@ -88,10 +88,19 @@ KNOWN_DESIGNS: dict[str, dict[str, Any]] = {
 """Designs of the real knockout sets whose cards have no ``[knockout]`` table."""
 
 
+def two_fold_threshold(base: float) -> float:
+    """``log_base(2)``: a two-fold change on a log scale of base ``base`` (e: 0.693; 2: 1.0).
+
+    The one definition of "changed" shared by the suite's 3-class labels and by models that
+    classify changed genes (CGC's two-step knockout head reads ``uns["log_base"]``).
+    """
+    return float(np.log(2.0) / np.log(base))
+
+
 def classify_3(log_fc: np.ndarray, base: float) -> np.ndarray:
-    """3-class labels from log fold changes (see the module docstring)."""
-    fc = np.power(base, log_fc)
-    return np.where(fc > 2.0, "up", np.where(fc < 0.5, "down", "unchanged"))
+    """3-class labels from log fold changes: ``|log_fc| > two_fold_threshold(base)``."""
+    t = two_fold_threshold(base)
+    return np.where(log_fc > t, "up", np.where(log_fc < -t, "down", "unchanged"))
 
 
 def classify_5(log_fc: np.ndarray, base: float) -> np.ndarray:
@@ -223,7 +232,7 @@ class BulkKnockoutSuite(Suite):
             params["normalised_by_suite"] = "log1p(CPM)"
         elif kind == "log2_normalized":
             params["log_base"] = "2"
-        pairs = self._pairs(adata.obs, X, genes, design, key, where)
+        pairs = self._declare_base(self._pairs(adata.obs, X, genes, design, key, where), LOG_BASE[kind])
         ko = pairs.obs.loc[pairs.obs["state"] == "after", "ko_gene"]
         folds, split_kind = self._split(ko, seed)
         params |= {
@@ -290,6 +299,11 @@ class BulkKnockoutSuite(Suite):
         frame = pd.DataFrame(rows)
         frame.index = [f"{r.pair_id}_{r.state}" for r in frame.itertuples()]
         return ad.AnnData(X=np.vstack(values).astype(np.float32), obs=frame, var=pd.DataFrame(index=genes))
+
+    @staticmethod
+    def _declare_base(pairs: ad.AnnData, base: float) -> ad.AnnData:
+        pairs.uns["log_base"] = float(base)
+        return pairs
 
     def _split(self, ko: pd.Series, seed: int) -> tuple[list[tuple[list[str], list[str]]], str]:
         pair_ids = [p.split("_")[0] for p in ko.index]

@@ -2,7 +2,7 @@
 
 Benchmark-free: these functions take a :class:`~cgc.model.CGCModel`, expression matrices
 mapped to its vocabulary (:class:`CellMatrix`) and plain arrays; the cgcbench adapter
-(:mod:`cgc.adapter`) wires them to the harness.
+(:mod:`baselines.cgc_model`) wires them to the harness.
 
 Heads
     :class:`CellClassifierHead` (annotation), :class:`BatchDiscriminator` (domain

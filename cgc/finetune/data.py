@@ -2,9 +2,9 @@
 
 Two kinds of cell graphs are built:
 
-* **expressed-gene graphs** (cell embeddings, annotation, masked fine-tuning): a cell's
-  non-zero genes, at most ``max_genes`` (highest values, or weighted sampling when masking),
-  binned per cell as in pre-training;
+* **cell graphs** (cell embeddings, annotation, masked fine-tuning): exactly what
+  pre-training saw (:func:`cgc.cells.cell_example`): the cell's expressed genes, or the data
+  set's gene panel with zeros when the model was trained with ``input_genes="panel"``;
 * **panel graphs** (perturbation, bulk knockout): a fixed panel of genes including the zeros
   (the decoder must predict every gene), plus the perturbed / knocked-out genes marked with
   special token 1 (added as nodes when absent from the panel). Node fields ``base`` (the
@@ -21,9 +21,10 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
 
+from cgc.cells import GeneStats, cell_example
 from cgc.config import CGCConfig
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import Seed, bin_values, first_mapped_columns, normalize_as, prepare_cell
+from cgc.preprocess import Seed, bin_values, first_mapped_columns, normalize_as
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import MappingReport
 
@@ -45,6 +46,8 @@ class CellMatrix:
         ``[k]`` positions of these columns among the input genes.
     report
         How many input genes mapped to the vocabulary.
+    stats
+        Per-gene mean/std of these cells (standardised targets of masked fine-tuning).
 
     """
 
@@ -52,6 +55,11 @@ class CellMatrix:
     gene_ids: np.ndarray
     columns: np.ndarray
     report: MappingReport
+    stats: GeneStats | None = None
+
+    def subset(self, rows: np.ndarray) -> CellMatrix:
+        """The same genes for a subset of the cells (statistics kept)."""
+        return CellMatrix(self.x[rows], self.gene_ids, self.columns, self.report, self.stats)
 
     @property
     def n_cells(self) -> int:
@@ -60,7 +68,8 @@ class CellMatrix:
 
 
 def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequence[str | None],
-               normalize: str = "auto") -> CellMatrix:
+               normalize: str = "auto", panel_size: int | None = None,
+               panel_ids: np.ndarray | None = None) -> CellMatrix:
     """Map the columns of ``X`` to the vocabulary and normalise the values.
 
     Parameters
@@ -74,18 +83,36 @@ def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequenc
     normalize
         ``"auto"`` (total-count + ``log1p`` when ``X`` holds counts, else as is), ``"total"``,
         ``"log1p"`` or ``"none"``.
+    panel_size
+        Keep only the ``panel_size`` most variable mapped genes (a model's gene panel).
+    panel_ids
+        Keep exactly these vocabulary ids, in this order (a panel chosen on other cells,
+        e.g. the reference of an annotation task); ids the data lacks are dropped.
 
     Returns
     -------
     CellMatrix
-        The mapped matrix; duplicated symbols keep their first column.
+        The mapped matrix (duplicated symbols keep their first column) with per-gene
+        statistics of these cells.
 
     """
     names = [s if s else "" for s in symbols]
     ids, report = priors.map_genes(names, "symbol")
     cols = first_mapped_columns(ids)
     x = normalize_as(X, normalize)[:, cols].tocsr()
-    return CellMatrix(x, ids[cols], cols, report)
+    gene_ids = ids[cols]
+    if panel_ids is not None:
+        where = {int(g): i for i, g in enumerate(gene_ids)}
+        keep = np.array([where[int(g)] for g in panel_ids if int(g) in where], dtype=np.int64)
+        x, gene_ids, cols = x[:, keep].tocsr(), gene_ids[keep], cols[keep]
+    elif panel_size is not None and len(cols) > panel_size:
+        s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
+        var = s2 / max(x.shape[0], 1) - (s1 / max(x.shape[0], 1)) ** 2
+        keep = np.sort(np.argsort(-var, kind="stable")[:panel_size])
+        x, gene_ids, cols = x[:, keep].tocsr(), gene_ids[keep], cols[keep]
+    s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
+    stats = GeneStats.from_moments(priors.n_genes, gene_ids, s1, s2, x.shape[0])
+    return CellMatrix(x, gene_ids, cols, report, stats)
 
 
 def _row(cm: CellMatrix, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,22 +122,20 @@ def _row(cm: CellMatrix, r: int) -> tuple[np.ndarray, np.ndarray]:
     return cm.gene_ids[cm.x.indices[lo:hi][keep]], vals[keep]
 
 
+def _dense_row(cm: CellMatrix, r: int) -> tuple[np.ndarray, np.ndarray]:
+    return cm.gene_ids, np.asarray(cm.x[r].toarray(), dtype=np.float32).ravel()
+
+
 def expressed_graph(builder: CellGraphBuilder, config: CGCConfig, cm: CellMatrix, r: int,
                     seed: Seed = 0, mask: bool = False) -> Data:
-    """Graph of cell ``r``: its expressed genes, binned; masked as in pre-training if ``mask``.
+    """Graph of cell ``r`` as pre-training built it; masked as in pre-training if ``mask``.
 
-    Without masking the ``max_genes`` highest genes are kept (deterministic, as
-    :func:`cgc.embed.embed_cells`); with masking genes are sampled by ``config.sample_mode``
-    and ``config.mask_ratio`` of the values are hidden.
+    ``input_genes="expressed"``: the cell's non-zero genes (the ``max_genes`` highest
+    without masking, sampled by ``config.sample_mode`` with it). ``"panel"``: every column
+    of ``cm`` (the panel), zeros included. Targets are standardised with ``cm.stats``.
     """
-    genes, vals = _row(cm, r)
-    rng = np.random.default_rng(seed) if not isinstance(seed, np.random.Generator) else seed
-    if mask:
-        c = prepare_cell(genes, vals, config.max_genes, config.n_bins, config.mask_ratio, rng,
-                         config.sample_mode, config.mask_value)
-        return builder.build(c["genes"], c["input"], c["target"], c["mask"], seed=rng)
-    c = prepare_cell(genes, vals, config.max_genes, config.n_bins, 0.0, rng, "top")
-    return builder.build(c["genes"], c["input"], c["target"], seed=rng)
+    genes, vals = _dense_row(cm, r) if config.input_genes == "panel" else _row(cm, r)
+    return cell_example(builder, config, genes, vals, seed, mask=mask, stats=cm.stats)
 
 
 def choose_panel(gene_ids: np.ndarray, mean_values: np.ndarray, max_genes: int) -> np.ndarray:

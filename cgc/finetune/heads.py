@@ -11,11 +11,12 @@ from cgc.nn.encoders import MLP3
 class CellClassifierHead(nn.Module):
     """Three-layer MLP on the standardised cell embedding ``h_c`` (annotation, SPEC §5.4).
 
-    The head first standardises ``h_c`` with a per-dimension shift and scale (buffers, saved
-    with the head). A pre-trained ``h_c`` has a large component shared by all cells and small
-    cell-to-cell differences; an MLP fed the raw vector learns the majority class and stops
-    there. :meth:`fit_standardization` sets the buffers from the reference cells' ``h_c``
-    before fine-tuning (identity until then).
+    The head first standardises ``h_c`` per dimension with a batch normalisation without
+    affine weights: a pre-trained ``h_c`` has a large component shared by all cells and
+    small cell-to-cell differences, and an MLP fed the raw vector learns the majority class.
+    Its running statistics start from the reference cells' ``h_c`` under the starting
+    weights (:meth:`fit_standardization`) and then follow ``h_c`` as the encoder is
+    fine-tuned, instead of staying frozen at the untrained embedding.
 
     Parameters
     ----------
@@ -23,41 +24,34 @@ class CellClassifierHead(nn.Module):
         Width of ``h_c``.
     n_classes
         Number of cell types.
+    momentum
+        Momentum of the running statistics.
 
     """
 
-    shift: Tensor
-    scale: Tensor
-
-    def __init__(self, d_model: int, n_classes: int) -> None:
+    def __init__(self, d_model: int, n_classes: int, momentum: float = 0.05) -> None:
         super().__init__()
-        self.register_buffer("shift", torch.zeros(d_model))
-        self.register_buffer("scale", torch.ones(d_model))
+        self.norm = nn.BatchNorm1d(d_model, affine=False, momentum=momentum)
         self.mlp = MLP3(d_model, d_model, n_classes)
 
     @torch.no_grad()
-    def fit_standardization(self, h_cell: Tensor, eps: float = 1e-6) -> None:
-        """Set the shift/scale to the per-dimension mean and standard deviation of ``h_cell``.
-
-        Parameters
-        ----------
-        h_cell
-            ``[n_cells, d_model]`` embeddings of the training cells (at least two).
-        eps
-            Floor of the scale (dimensions that do not vary are only centred).
-
-        """
-        if h_cell.ndim != 2 or h_cell.shape[0] < 2 or h_cell.shape[1] != self.shift.numel():
-            raise ValueError(f"fit_standardization needs [n>=2, {self.shift.numel()}] embeddings, "
+    def fit_standardization(self, h_cell: Tensor) -> None:
+        """Set the running mean/variance to those of ``h_cell`` (``[n >= 2, d_model]``)."""
+        d = self.norm.num_features
+        if h_cell.ndim != 2 or h_cell.shape[0] < 2 or h_cell.shape[1] != d:
+            raise ValueError(f"fit_standardization needs [n>=2, {d}] embeddings, "
                              f"got {tuple(h_cell.shape)}")
-        h = h_cell.to(self.shift.device, torch.float32)
-        self.shift.copy_(h.mean(0))
-        self.scale.copy_(h.std(0).clamp_min(eps))
+        h = h_cell.to(self.norm.running_mean.device, torch.float32)
+        self.norm.running_mean.copy_(h.mean(0))
+        self.norm.running_var.copy_(h.var(0))
 
     def forward(self, h_cell: Tensor) -> Tensor:
         """Return ``[B, n_classes]`` logits."""
-        z = (h_cell - self.shift.to(h_cell.dtype)) / self.scale.to(h_cell.dtype)
-        return self.mlp(z)
+        if self.training and h_cell.shape[0] < 2:
+            return self.mlp(torch.nn.functional.batch_norm(
+                h_cell, self.norm.running_mean, self.norm.running_var, training=False,
+                eps=self.norm.eps))
+        return self.mlp(self.norm(h_cell))
 
 
 class BatchDiscriminator(nn.Module):

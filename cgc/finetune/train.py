@@ -7,6 +7,7 @@ returns the loss of every optimiser step so that callers and tests can check tha
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,7 +40,18 @@ class TrainSettings:
         Adam learning rate of the task head (and of the batch discriminator); ``None``: ``lr``.
         Heads start from random weights and need a larger rate than the pre-trained encoder.
     max_steps
-        Stop after this many optimiser steps (``None``: run all epochs).
+        Safety cap on optimiser steps (``None``: run all epochs); :class:`TrainLog`
+        records when it was hit.
+    warmup_frac
+        Linear warm-up over this fraction of the planned optimiser steps, then cosine decay
+        to ``min_lr_frac`` of the peak rate.
+    min_lr_frac
+        Final learning rate as a fraction of the peak.
+    patience
+        Early stopping: stop when the validation loss (when the loop is given one) has not
+        improved for this many epochs; the best epoch's weights are restored.
+    val_fraction
+        Fraction of the training items held out (seeded) for that validation loss.
     grad_clip
         Gradient-norm clipping (``None`` disables it).
     freeze_encoder
@@ -53,15 +65,24 @@ class TrainSettings:
     lr: float = 1e-4
     head_lr: float | None = None
     max_steps: int | None = None
+    warmup_frac: float = 0.1
+    min_lr_frac: float = 0.1
+    patience: int | None = 5
+    val_fraction: float = 0.1
     grad_clip: float | None = 1.0
     freeze_encoder: bool = False
 
 
 @dataclass
 class TrainLog:
-    """Losses of every optimiser step of one loop."""
+    """Losses of every optimiser step of one loop, and how the loop ended."""
 
     losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    hit_max_steps: bool = False
 
     @property
     def steps(self) -> int:
@@ -78,11 +99,35 @@ def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def split_items(n_items: int, settings: TrainSettings, seed: int, min_val: int = 8
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded ``(train, validation)`` positions; no validation when too few items."""
+    n_val = int(round(settings.val_fraction * n_items))
+    if settings.patience is None or n_val < min_val or n_items - n_val < min_val:
+        return np.arange(n_items), np.zeros(0, np.int64)
+    perm = np.random.default_rng([seed, 424242]).permutation(n_items)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _lr_lambda(total: int, settings: TrainSettings) -> Callable[[int], float]:
+    warm = max(1, int(round(settings.warmup_frac * total)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return settings.min_lr_frac + (1 - settings.min_lr_frac) * 0.5 * (1 + np.cos(np.pi * t))
+
+    return f
+
+
 def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettings, seed: int,
              step: Callable[[np.ndarray, np.random.Generator], Tensor],
              modules: Sequence[nn.Module] = (),
-             head_params: Iterable[nn.Parameter] = ()) -> TrainLog:
-    """Generic loop: shuffle items per epoch, micro-batches, gradient accumulation, Adam.
+             head_params: Iterable[nn.Parameter] = (),
+             validate: Callable[[], float] | None = None,
+             items: np.ndarray | None = None) -> TrainLog:
+    """Generic loop: shuffled epochs, micro-batches, accumulation, Adam, warm-up + decay.
 
     Parameters
     ----------
@@ -91,15 +136,21 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
     n_items
         Number of training items.
     settings
-        Epochs, batch size, accumulation, learning rates, step cap.
+        Epochs, batch size, accumulation, learning rates, schedule, stopping, step cap.
     seed
         Seed of the shuffling and of the generator handed to ``step``.
     step
         ``step(item_positions, rng) -> loss`` for one micro-batch.
     modules
-        Modules put in training mode during the loop.
+        Modules put in training mode during the loop; with ``validate`` their weights at
+        the best epoch are restored at the end.
     head_params
         Head parameters (learning rate ``settings.head_lr``, default ``settings.lr``).
+    validate
+        ``validate() -> loss`` on held-out items, called after every epoch (modules are
+        in eval mode during the call); drives early stopping (``settings.patience``).
+    items
+        Positions to train on (default ``range(n_items)``), e.g. without a validation slice.
 
     """
     params = [p for p in params if p.requires_grad]
@@ -110,16 +161,25 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
                        else settings.lr})
     trainable = params + heads
     opt = torch.optim.Adam(groups, lr=settings.lr)
+    pool = np.arange(n_items) if items is None else np.asarray(items)
+    epochs = max(1, settings.epochs)
+    per_epoch = max(1, -(-len(pool) // (settings.batch_size * settings.grad_accum)))
+    total = epochs * per_epoch
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, settings))
     rng = np.random.default_rng(seed)
     log = TrainLog()
     for m in modules:
         m.train()
-    if n_items == 0:
+    if len(pool) == 0:
         return log
+    best: tuple[float, list[dict[str, Tensor]]] | None = None
+    since_best = 0
     micro, acc = 0, 0.0
-    for _ in range(max(1, settings.epochs)):
-        order = rng.permutation(n_items)
-        for s in range(0, n_items, settings.batch_size):
+    for epoch in range(epochs):
+        order = pool[rng.permutation(len(pool))]
+        for s in range(0, len(order), settings.batch_size):
             loss = step(order[s : s + settings.batch_size], rng)
             (loss / settings.grad_accum).backward()
             acc += float(loss.detach())
@@ -129,11 +189,35 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
             if settings.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
             opt.step()
+            sched.step()
             opt.zero_grad(set_to_none=True)
             log.losses.append(acc / settings.grad_accum)
             acc = 0.0
             if settings.max_steps is not None and log.steps >= settings.max_steps:
-                return log
+                log.hit_max_steps = True
+                break
+        log.epochs_run = epoch + 1
+        if validate is not None:
+            for m in modules:
+                m.eval()
+            with torch.no_grad():
+                v = float(validate())
+            for m in modules:
+                m.train()
+            log.val_losses.append(v)
+            if best is None or v < best[0]:
+                best = (v, [copy.deepcopy(m.state_dict()) for m in modules])
+                log.best_epoch, since_best = epoch + 1, 0
+            else:
+                since_best += 1
+            if settings.patience is not None and since_best >= settings.patience:
+                log.stopped_early = True
+                break
+        if log.hit_max_steps:
+            break
+    if best is not None:
+        for m, st in zip(modules, best[1], strict=True):
+            m.load_state_dict(st)
     return log
 
 
@@ -197,9 +281,22 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
             loss = loss + ecs_weight * ecs_loss(out.h_cell, ecs_threshold)
         return loss
 
+    train_items, val_items = split_items(cells.n_cells, settings, seed)
+    val_graphs = [expressed_graph(builder, model.config, cells, int(r),
+                                  np.random.default_rng([seed, 31, int(r)]), mask=True)
+                  for r in val_items]
+
+    def validate() -> float:
+        tot = 0.0
+        for s in range(0, len(val_graphs), 32):
+            batch = Batch.from_data_list(val_graphs[s : s + 32]).to(dev)
+            tot += float(model.pretrain_loss(batch)[0]) * batch.num_graphs
+        return tot / len(val_graphs)
+
     mods: list[nn.Module] = [model] + ([disc] if disc is not None else [])
     log = run_loop(params, cells.n_cells, settings, seed, step, mods,
-                   head_params=disc.parameters() if disc is not None else ())
+                   head_params=disc.parameters() if disc is not None else (),
+                   validate=validate if len(val_items) else None, items=train_items)
     model.eval()
     return log
 
@@ -235,10 +332,17 @@ def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence
         logits = head(model(batch).h_cell)
         return F.cross_entropy(logits, y_all[idx].to(dev))
 
+    train_items, val_items = split_items(len(graphs), settings, seed)
     if standardize:
         head.fit_standardization(torch.as_tensor(cell_outputs(model, graphs)))
+
+    def validate() -> float:
+        logits = torch.as_tensor(cell_outputs(model, [graphs[int(i)] for i in val_items], fn=head))
+        return float(F.cross_entropy(logits, y_all[val_items]))
+
     log = run_loop(_encoder_params(model, settings), len(graphs), settings, seed, step, [model, head],
-                   head_params=head.parameters())
+                   head_params=head.parameters(), validate=validate if len(val_items) else None,
+                   items=train_items)
     model.eval()
     head.eval()
     return log
@@ -383,8 +487,23 @@ def train_decoder(model: CGCModel, decoder: GeneDecoder, n_items: int,
         pred = decoder(out.h[genes], batch.base[genes])
         return loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], gen)
 
+    train_items, val_items = split_items(n_items, settings, seed)
+    val_graphs = [make_graph(int(i), np.random.default_rng([seed, 37, int(i)])) for i in val_items]
+
+    def validate() -> float:
+        tot = 0.0
+        vgen = torch.Generator().manual_seed(int(seed) + 1)
+        for s in range(0, len(val_graphs), 32):
+            batch = Batch.from_data_list(val_graphs[s : s + 32]).to(dev)
+            genes = ~batch.is_cell
+            pred = decoder(model(batch).h[genes], batch.base[genes])
+            loss = loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], vgen)
+            tot += float(loss) * batch.num_graphs
+        return tot / len(val_graphs)
+
     log = run_loop(_encoder_params(model, settings), n_items, settings, seed, step, [model, decoder],
-                   head_params=decoder.parameters())
+                   head_params=decoder.parameters(), validate=validate if len(val_items) else None,
+                   items=train_items)
     model.eval()
     decoder.eval()
     return log

@@ -4,8 +4,11 @@ Layout of a corpus directory::
 
     corpus.json            manifest (cells per shard, sources, priors hash, settings)
     train-00000/           one shard: indptr.npy (int64), genes.npy (int32), values.npy
-    ...                    (float32 log-normalised expression of non-zero genes)
-    val-00000/
+    ...                    (float32 log-normalised expression of non-zero genes),
+    val-00000/             source.npy (int32: which input each cell came from)
+    source-00000/          per input: ids.npy (mapped vocabulary ids), mean.npy, std.npy
+                           (log-normalised, zeros included) and panel.npy (the ids of its
+                           most variable genes, most variable first)
 
 Each cell is a CSR row of vocabulary ids and values; shards are opened with
 ``numpy.load(mmap_mode="r")`` so reading a cell costs two slices and the corpus is never
@@ -26,12 +29,13 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from cgc.cells import GeneStats
 from cgc.errors import CorpusError, InputFileError, PriorsMismatchError
 from cgc.preprocess import highly_variable, looks_like_counts, normalize_log1p
 from cgc.priors.bundle import GenePriors
 
 MANIFEST = "corpus.json"
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 
 @dataclass
@@ -47,10 +51,12 @@ class _ShardWriter:
     def _reset(self) -> None:
         self.genes: list[np.ndarray] = []
         self.values: list[np.ndarray] = []
+        self.source: list[int] = []
 
-    def add(self, genes: np.ndarray, values: np.ndarray) -> None:
+    def add(self, genes: np.ndarray, values: np.ndarray, source: int = 0) -> None:
         self.genes.append(genes.astype(np.int32))
         self.values.append(values.astype(np.float32))
+        self.source.append(int(source))
         if len(self.genes) >= self.shard_size:
             self.flush()
 
@@ -64,6 +70,7 @@ class _ShardWriter:
         np.save(d / "indptr.npy", np.concatenate([[0], np.cumsum(lens)]))
         np.save(d / "genes.npy", np.concatenate(self.genes))
         np.save(d / "values.npy", np.concatenate(self.values))
+        np.save(d / "source.npy", np.asarray(self.source, dtype=np.int32))
         self.shards.append({"name": name, "split": self.split, "n_cells": len(lens)})
         self._reset()
 
@@ -91,6 +98,7 @@ def build_corpus(
     chunk_size: int = 4096,
     save_priors: bool = True,
     n_hvg: int | None = None,
+    panel_size: int = 1200,
 ) -> Path:
     """Pre-process ``.h5ad`` files into a sharded corpus directory.
 
@@ -130,6 +138,9 @@ def build_corpus(
     n_hvg
         Keep only the ``n_hvg`` most variable mapped genes of each input (SPEC: 10,000
         per experiment); ``None`` keeps every gene.
+    panel_size
+        Length of each input's gene panel (its most variable mapped genes), read by
+        ``input_genes="panel"`` models.
 
     Returns
     -------
@@ -160,13 +171,14 @@ def build_corpus(
             if mode == "auto":
                 head = sp.csr_matrix(adata.X[: min(adata.n_obs, 1000)])
                 mode = "total" if looks_like_counts(head) else "none"
+            s1, s2 = np.zeros(len(cols)), np.zeros(len(cols))
+            for start in range(0, adata.n_obs, chunk_size):
+                x, _ = _normalised_chunk(adata, start, chunk_size, mode)
+                x = x[:, cols]
+                s1 += np.asarray(x.sum(0)).ravel()
+                s2 += np.asarray(x.multiply(x).sum(0)).ravel()
+            _write_source_stats(tmp, len(sources), ids[cols], s1, s2, adata.n_obs, panel_size)
             if n_hvg is not None and len(cols) > n_hvg:
-                s1, s2 = np.zeros(len(cols)), np.zeros(len(cols))
-                for start in range(0, adata.n_obs, chunk_size):
-                    x, _ = _normalised_chunk(adata, start, chunk_size, mode)
-                    x = x[:, cols]
-                    s1 += np.asarray(x.sum(0)).ravel()
-                    s2 += np.asarray(x.multiply(x).sum(0)).ravel()
                 cols = cols[highly_variable(s1, s2, adata.n_obs, n_hvg)]
             col_ids = ids[cols]
             n_kept = n_qc = 0
@@ -184,7 +196,7 @@ def build_corpus(
                         n_qc += 1
                         continue
                     w = writers["val" if split[r] else "train"]
-                    w.add(col_ids[x.indices[lo:hi]], x.data[lo:hi])
+                    w.add(col_ids[x.indices[lo:hi]], x.data[lo:hi], len(sources))
                     n_kept += 1
             sources.append({"source": name, "n_cells": int(adata.n_obs), "n_kept": n_kept,
                             "n_failed_qc": n_qc, "normalize": mode,
@@ -220,6 +232,20 @@ def build_corpus(
         root.rmdir()
     os.replace(tmp, root)
     return root
+
+
+def _write_source_stats(root: Path, k: int, ids: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                        n: int, panel_size: int) -> None:
+    """Write input ``k``'s gene ids, per-gene mean/std and variance-ranked panel."""
+    d = root / f"source-{k:05d}"
+    d.mkdir(parents=True)
+    mean = s1 / max(n, 1)
+    var = np.maximum(s2 / max(n, 1) - mean**2, 0.0)
+    order = np.argsort(-var, kind="stable")[:panel_size]
+    np.save(d / "ids.npy", ids.astype(np.int64))
+    np.save(d / "mean.npy", mean.astype(np.float32))
+    np.save(d / "std.npy", np.sqrt(var).astype(np.float32))
+    np.save(d / "panel.npy", ids[order].astype(np.int64))
 
 
 def _normalised_chunk(adata: ad.AnnData, start: int, size: int, mode: str
@@ -261,7 +287,7 @@ class CorpusReader:
             self._stride, self._offset = 1, 0
         else:
             self._stride, self._offset = world_size, rank
-        self._indptr, self._genes, self._values = [], [], []
+        self._indptr, self._genes, self._values, self._source = [], [], [], []
         counts = []
         for s in shards:
             d = self.root / s["name"]
@@ -269,18 +295,23 @@ class CorpusReader:
                 ip = np.load(d / "indptr.npy", mmap_mode="r")
                 g = np.load(d / "genes.npy", mmap_mode="r")
                 v = np.load(d / "values.npy", mmap_mode="r")
+                src = np.load(d / "source.npy", mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise CorpusError(f"corpus shard {d} is missing or truncated ({exc}); "
                                   "rebuild the corpus") from exc
-            if len(ip) != s["n_cells"] + 1 or len(g) != ip[-1] or len(v) != ip[-1]:
+            if (len(ip) != s["n_cells"] + 1 or len(g) != ip[-1] or len(v) != ip[-1]
+                    or len(src) != s["n_cells"]):
                 raise CorpusError(f"corpus shard {d} does not match {MANIFEST}; rebuild it")
             self._indptr.append(ip)
             self._genes.append(g)
             self._values.append(v)
+            self._source.append(src)
             counts.append(s["n_cells"])
         self._cum = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         total = int(self._cum[-1])
         self._n = len(range(self._offset, total, self._stride))
+        self._stats: dict[int, GeneStats] = {}
+        self._panels: dict[int, np.ndarray] = {}
 
     @property
     def priors_hash(self) -> str:
@@ -290,16 +321,40 @@ class CorpusReader:
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(gene ids, log-normalised values)`` of cell ``i``."""
+    def _locate(self, i: int) -> tuple[int, int]:
         if not 0 <= i < self._n:
             raise IndexError(i)
         j = self._offset + i * self._stride
         s = int(np.searchsorted(self._cum, j, side="right") - 1)
-        r = j - int(self._cum[s])
+        return s, j - int(self._cum[s])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(gene ids, log-normalised values)`` of cell ``i``."""
+        s, r = self._locate(i)
         lo, hi = int(self._indptr[s][r]), int(self._indptr[s][r + 1])
         return (np.asarray(self._genes[s][lo:hi], dtype=np.int64),
                 np.asarray(self._values[s][lo:hi], dtype=np.float32))
+
+    def source_of(self, i: int) -> int:
+        """Index of the input data set cell ``i`` came from."""
+        s, r = self._locate(i)
+        return int(self._source[s][r])
+
+    def source_stats(self, k: int, n_vocab: int) -> GeneStats:
+        """Per-gene statistics of input ``k`` (cached)."""
+        if k not in self._stats:
+            d = self.root / f"source-{k:05d}"
+            ids = np.load(d / "ids.npy")
+            mean, std = np.zeros(n_vocab, np.float32), np.ones(n_vocab, np.float32)
+            mean[ids], std[ids] = np.load(d / "mean.npy"), np.load(d / "std.npy")
+            self._stats[k] = GeneStats(mean, std)
+        return self._stats[k]
+
+    def source_panel(self, k: int) -> np.ndarray:
+        """Vocabulary ids of input ``k``'s panel, most variable first (cached)."""
+        if k not in self._panels:
+            self._panels[k] = np.load(self.root / f"source-{k:05d}" / "panel.npy")
+        return self._panels[k]
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -314,7 +369,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise CorpusError(f"{p} is corrupted ({exc}); rebuild the corpus") from exc
     if manifest.get("version") != CORPUS_VERSION:
-        raise CorpusError(f"{p}: unsupported corpus version {manifest.get('version')}")
+        raise CorpusError(f"{p}: corpus version {manifest.get('version')} is not the current "
+                          f"{CORPUS_VERSION} (per-input gene statistics were added); rebuild it "
+                          "with `cgcbench corpus build`")
     return manifest
 
 

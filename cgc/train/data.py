@@ -13,9 +13,9 @@ import numpy as np
 from torch.utils.data import Dataset
 from torch_geometric.data import Data
 
+from cgc.cells import cell_example
 from cgc.config import CGCConfig
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import prepare_cell
 from cgc.train.corpus import CorpusReader
 
 
@@ -90,9 +90,27 @@ class EvalSet(Dataset[Data]):
 
 def make_example(reader: CorpusReader, builder: CellGraphBuilder, config: CGCConfig,
                  cell: int, seed: list[int]) -> Data:
-    """Sample, bin, mask and build the graph of one corpus cell."""
+    """Sample, bin, mask and build the graph of one corpus cell (:func:`cgc.cells.cell_example`).
+
+    With ``input_genes="panel"`` the cell's genes are its input data set's panel (zeros
+    included); targets are standardised with that data set's per-gene statistics.
+    """
     rng = np.random.default_rng(seed)
     genes, values = reader[cell]
-    c = prepare_cell(genes, values, config.max_genes, config.n_bins, config.mask_ratio, rng,
-                     config.sample_mode, config.mask_value)
-    return builder.build(c["genes"], c["input"], c["target"], c["mask"], seed=rng)
+    k = reader.source_of(cell)
+    if config.input_genes == "panel":
+        genes, values = densify(genes, values, reader.source_panel(k)[: config.max_genes])
+    stats = reader.source_stats(k, builder.priors.n_genes)
+    return cell_example(builder, config, genes, values, rng, mask=True, stats=stats)
+
+
+def densify(genes: np.ndarray, values: np.ndarray, panel: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Values of a cell's non-zero ``genes`` laid out over ``panel`` (zeros elsewhere)."""
+    dense = np.zeros(len(panel), np.float32)
+    order = np.argsort(panel)
+    pos = np.searchsorted(panel, genes, sorter=order)
+    pos = np.minimum(pos, len(panel) - 1)
+    hit = panel[order[pos]] == genes
+    dense[order[pos[hit]]] = values[hit]
+    return np.asarray(panel, dtype=np.int64), dense

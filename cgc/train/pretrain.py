@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import anndata as ad
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch_geometric.data import Batch
 
-from cgc.config import RunConfig, load_config
+from cgc.config import CGCConfig, RunConfig, load_config
 from cgc.errors import CGCError, CorpusError
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
@@ -66,6 +67,7 @@ class PretrainResult:
     step: int
     checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    mean_predictor_val_loss: float | None = None
 
     @property
     def val_losses(self) -> list[float]:
@@ -168,6 +170,31 @@ def evaluate(model: CGCModel, loader: DataLoader, device: torch.device, info: dd
     tot, n = ddp.all_reduce_sum([tot, n], info)
     model.train(was)
     return tot / max(n, 1.0)
+
+
+def mean_predictor_loss(val_set: EvalSet, config: CGCConfig) -> float:
+    """Validation loss of the per-gene-mean predictor (the control pre-training must beat).
+
+    Every gene's target is predicted by its mean target over the validation cells
+    themselves (an oracle mean, so beating it is a conservative claim), for both terms of
+    the loss (eq. 10 on masked genes, eq. 11 on all genes), weighted as in the model.
+    """
+    genes, targets, masked = [], [], []
+    for i in range(len(val_set)):
+        g = val_set[i]
+        keep = ~g.is_cell
+        genes.append(g.gene[keep].numpy())
+        targets.append(g.target[keep].numpy().astype(np.float64))
+        masked.append(g.mask[keep].numpy())
+    if not genes:
+        return float("nan")
+    gene, target, mask = np.concatenate(genes), np.concatenate(targets), np.concatenate(masked)
+    n = np.bincount(gene)
+    mean = np.bincount(gene, weights=target) / np.maximum(n, 1)
+    err = (target - mean[gene]) ** 2
+    l_gene = float(err[mask].mean()) if mask.any() else 0.0
+    l_cell = float(err.mean())  # the model averages each term over the nodes of a batch
+    return config.gene_loss_weight * l_gene + config.cell_loss_weight * l_cell
 
 
 def pretrain(
@@ -330,6 +357,9 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
     limit = None if tcfg.val_batches is None else tcfg.val_batches * tcfg.batch_size
     val_set = EvalSet(val_reader, builder, mcfg, seed, limit)
     val_loader = _loader(val_set, range(len(val_set)), tcfg.batch_size, tcfg.num_workers)
+    baseline = mean_predictor_loss(val_set, mcfg) if len(val_set) and info.is_main else None
+    if baseline is not None:
+        say(f"validation loss of the per-gene-mean predictor: {baseline:.4f}")
     net: torch.nn.Module = model
     if info.distributed:
         # The text table buffer is identical on every rank: never re-broadcast it.
@@ -347,7 +377,8 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
             {"model": mcfg.to_dict(), "train": tcfg.to_dict(), "seed": seed,
              "world_size": info.world_size, "corpus": str(cdir),
              "priors_hash": priors.content_hash,
-             "init_checkpoint": str(init_checkpoint) if init_checkpoint else None}, indent=2))
+             "init_checkpoint": str(init_checkpoint) if init_checkpoint else None,
+             "mean_predictor_val_loss": baseline}, indent=2))
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     last_ckpt: Path | None = resume_from
 
@@ -412,6 +443,11 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
                            loss=entry["loss"])
             if len(val_set) and (step % tcfg.eval_every == 0 or step == total):
                 entry["val_loss"] = evaluate(model, val_loader, info.device, info, autocast)
+                if baseline is not None:
+                    entry["mean_predictor_val_loss"] = baseline
+                    if not show:
+                        say(f"step {step}: validation loss {entry['val_loss']:.4f} "
+                            f"(per-gene-mean predictor {baseline:.4f})")
             record(entry)
             if step % tcfg.log_every == 0 and not show:
                 say(json.dumps(entry))
@@ -425,7 +461,7 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
         (out / "ranks.json").write_text(json.dumps({"step": step, "weights_sha256": digests}))
         if len(set(digests)) > 1:
             say("warning: ranks ended with different weights")
-    return PretrainResult(out, step, last_ckpt, history)
+    return PretrainResult(out, step, last_ckpt, history, baseline)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

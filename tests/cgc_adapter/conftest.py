@@ -73,13 +73,35 @@ def small_adapter_kwargs(tiny_checkpoint: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def labelled(pbmc_tiny: ad.AnnData) -> ad.AnnData:
-    """PBMC cells with two pseudo cell types (by total counts) and two batches."""
-    a = pbmc_tiny[:120].copy()
-    tot = np.asarray(a.X.sum(1)).ravel()
-    a.obs["cell_type"] = np.where(tot > np.median(tot), "big", "small")
-    a.obs["batch"] = np.where(np.arange(a.n_obs) % 2 == 0, "b0", "b1")
+def labelled(pbmc68k_raw: ad.AnnData) -> ad.AnnData:
+    """120 PBMCs of the three commonest real cell types of pbmc68k_reduced (log-normalised .raw).
+
+    Labels are the data set's bulk-sorted cell types (never a function of library size);
+    cells are shuffled (seeded) so any prefix holds every type.
+    """
+    a = pbmc68k_raw.copy()
+    labels = a.obs["bulk_labels"].astype(str)
+    top = labels.value_counts().index[:3]
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.choice(np.flatnonzero(labels == t), 40, replace=False) for t in top])
+    a = a[rng.permutation(rows)].copy()
+    a.obs["cell_type"] = a.obs["bulk_labels"].astype(str)
     a.var["gene_symbol"] = a.var_names.astype(str)
+    a.X = sp.csr_matrix(a.X, dtype=np.float32)
+    return a
+
+
+@pytest.fixture(scope="session")
+def kang_batches() -> ad.AnnData:
+    """120 Kang PBMCs (raw counts) with their real ctrl/stim batch (IFN-β stimulation)."""
+    from benchmarks.data.load import load_dataset
+
+    _, a = load_dataset("kang_pbmc_ctrl_stim")
+    rng = np.random.default_rng(0)
+    b = a.obs["batch"].astype(str).to_numpy()
+    rows = np.concatenate([rng.choice(np.flatnonzero(b == v), 60, replace=False) for v in sorted(set(b))])
+    a = a[np.sort(rows)].copy()
+    a.X = sp.csr_matrix(a.X, dtype=np.float32)
     return a
 
 

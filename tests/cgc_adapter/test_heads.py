@@ -101,32 +101,37 @@ def test_masked_finetuning_with_domain_adaptation_loss_falls(model, pbmc_tiny) -
 
 def test_classifier_head_loss_falls(model, labelled) -> None:
     cm = map_matrix(model.priors, labelled[:48].X, list(labelled.var_names))
-    y = (labelled.obs["cell_type"].to_numpy()[:48] == "big").astype(int)
-    head = CellClassifierHead(model.config.d_model, 2)
+    y = np.unique(labelled.obs["cell_type"].to_numpy()[:48], return_inverse=True)[1]
+    head = CellClassifierHead(model.config.d_model, 3)
     log = train_classifier(model, head, embedding_graphs(model, cm), y,
                            TrainSettings(epochs=5, batch_size=8, grad_accum=1, lr=3e-3), seed=0)
     assert log.steps == 30
     assert _falls(log.losses)
 
 
-def test_classifier_head_standardises_h_cell_from_the_starting_model(model, labelled) -> None:
+def test_classifier_head_standardises_h_cell_and_follows_the_encoder(model, labelled) -> None:
     from cgc.finetune import cell_outputs
 
     cm = map_matrix(model.priors, labelled[:48].X, list(labelled.var_names))
     graphs = embedding_graphs(model, cm)
     h0 = torch.as_tensor(cell_outputs(model, graphs))
-    y = (labelled.obs["cell_type"].to_numpy()[:48] == "big").astype(int)
-    head = CellClassifierHead(model.config.d_model, 2)
-    assert torch.equal(head.shift, torch.zeros(model.config.d_model))  # identity before fitting
-    train_classifier(model, head, graphs, y, TrainSettings(epochs=1, batch_size=8, grad_accum=1, lr=0.0,
+    y = np.unique(labelled.obs["cell_type"].to_numpy()[:48], return_inverse=True)[1]
+    head = CellClassifierHead(model.config.d_model, 3)
+    head.fit_standardization(h0)
+    assert torch.allclose(head.norm.running_mean, h0.mean(0), atol=1e-5)
+    assert torch.allclose(head.norm.running_var, h0.var(0), atol=1e-5)
+    head.eval()
+    z = head.norm(h0)  # what the MLP sees: centred, unit spread per dimension
+    assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-3)
+    assert torch.allclose(z.std(0), torch.ones_like(z[0]), atol=5e-2)
+    # fine-tuning the encoder moves h_c: the standardisation follows instead of staying frozen
+    train_classifier(model, head, graphs, y, TrainSettings(epochs=3, batch_size=8, grad_accum=1, lr=3e-3,
                                                            head_lr=1e-3), seed=0)
-    assert torch.allclose(head.shift, h0.mean(0), atol=1e-5)
-    assert torch.allclose(head.scale, h0.std(0).clamp_min(1e-6), atol=1e-5)
-    z = (h0 - head.shift) / head.scale  # what the MLP sees: centred, unit spread per dimension
-    assert torch.allclose(z.mean(0), torch.zeros_like(z[0]), atol=1e-4)
-    assert torch.allclose(z.std(0), torch.ones_like(z[0]), atol=1e-3)
-    # the buffers travel with the head's state dict (saved/loaded with the classifier)
-    clone = CellClassifierHead(model.config.d_model, 2)
+    h1 = torch.as_tensor(cell_outputs(model, graphs))
+    assert not torch.allclose(h1.mean(0), h0.mean(0), atol=1e-2)
+    assert (head.norm.running_mean - h1.mean(0)).norm() < (head.norm.running_mean - h0.mean(0)).norm()
+    # the statistics travel with the head's state dict (saved/loaded with the classifier)
+    clone = CellClassifierHead(model.config.d_model, 3).eval()
     clone.load_state_dict(head.state_dict())
     assert torch.equal(clone(h0), head(h0))
     with pytest.raises(ValueError, match="fit_standardization"):
@@ -135,8 +140,8 @@ def test_classifier_head_standardises_h_cell_from_the_starting_model(model, labe
 
 def test_encoder_and_head_learning_rates_are_separate(model, labelled) -> None:
     cm = map_matrix(model.priors, labelled[:16].X, list(labelled.var_names))
-    y = (labelled.obs["cell_type"].to_numpy()[:16] == "big").astype(int)
-    head = CellClassifierHead(model.config.d_model, 2)
+    y = np.unique(labelled.obs["cell_type"].to_numpy()[:16], return_inverse=True)[1]
+    head = CellClassifierHead(model.config.d_model, 3)
     enc0 = {k: v.clone() for k, v in model.state_dict().items()}
     head0 = {k: v.clone() for k, v in head.mlp.state_dict().items()}
     train_classifier(model, head, embedding_graphs(model, cm), y,
@@ -167,7 +172,8 @@ def test_perturbation_decoder_loss_falls(model, perturb_data) -> None:
                            target=X[rows[i], cols], seed=rng)
 
     log = train_decoder(model, decoder, len(rows), make, perturbation_loss,
-                        TrainSettings(epochs=1, batch_size=8, grad_accum=1, lr=3e-3, max_steps=15), seed=0)
+                        TrainSettings(epochs=1, batch_size=8, grad_accum=1, lr=3e-3, max_steps=15,
+                                      patience=None), seed=0)
     assert log.steps == 15
     assert _falls(log.losses)
     g = make(0, np.random.default_rng(0))

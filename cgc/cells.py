@@ -1,0 +1,129 @@
+"""One cell → one model input: gene choice, binning, targets and masking (the single path).
+
+Pre-training (:mod:`cgc.train.data`), fine-tuning and inference (:mod:`cgc.finetune.data`,
+:mod:`cgc.embed`) all build a cell's graph through :func:`cell_example`, so the model
+always sees the same kind of input it was trained on.
+
+What a cell's graph holds depends on :class:`~cgc.config.CGCConfig`:
+
+* ``input_genes="expressed"`` (paper): at most ``max_genes`` of the cell's non-zero genes
+  (sampled by expression when masking, the highest otherwise);
+* ``input_genes="panel"``: every gene of a fixed panel (the data set's most variable
+  genes), zeros included, so silent genes are seen as such.
+
+Node values are the within-cell bins ``0..n_bins-1`` (zeros in bin 0). Targets are the
+bins (``value_target="bin"``, scaled to ``[0, 1]`` when ``node_norm``) or the per-gene
+standardised log-expression (``value_target="zscore"``, see :class:`GeneStats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch_geometric.data import Data
+
+from cgc.config import CGCConfig
+from cgc.graph import CellGraphBuilder
+from cgc.preprocess import Seed, as_rng, bin_values, mask_values, sample_genes
+
+ZSCORE_CLIP = 8.0
+"""Standardised targets are clipped to ``±ZSCORE_CLIP``."""
+STD_FLOOR = 0.25
+"""Floor of the per-gene standard deviation (log1p scale) of standardised targets."""
+
+
+@dataclass
+class GeneStats:
+    """Per-gene mean and standard deviation of log-normalised expression over a data set.
+
+    Zeros count: the statistics are over all cells, so a gene's z-score says how far this
+    cell is from the gene's typical level in the data set.
+
+    Attributes
+    ----------
+    mean, std
+        Arrays indexed by vocabulary id (length = vocabulary size); genes the data set does
+        not measure have mean 0 and std 1.
+
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_moments(cls, n_vocab: int, ids: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                     n: int) -> GeneStats:
+        """Build from per-gene sums of values and squared values over ``n`` cells."""
+        mean = np.zeros(n_vocab, np.float32)
+        std = np.ones(n_vocab, np.float32)
+        m = s1 / max(n, 1)
+        var = np.maximum(s2 / max(n, 1) - m**2, 0.0)
+        mean[ids] = m
+        std[ids] = np.sqrt(var)
+        return cls(mean, std)
+
+    def zscore(self, genes: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Standardised ``values`` of ``genes`` (std floored at :data:`STD_FLOOR`, clipped)."""
+        z = (values - self.mean[genes]) / np.maximum(self.std[genes], STD_FLOOR)
+        return np.clip(z, -ZSCORE_CLIP, ZSCORE_CLIP).astype(np.float32)
+
+
+def cell_example(
+    builder: CellGraphBuilder,
+    config: CGCConfig,
+    genes: np.ndarray,
+    values: np.ndarray,
+    seed: Seed = 0,
+    *,
+    mask: bool = False,
+    stats: GeneStats | None = None,
+) -> Data:
+    """Build the graph of one cell, masked as in pre-training when ``mask``.
+
+    Parameters
+    ----------
+    builder, config
+        Graph builder and model configuration.
+    genes
+        Distinct vocabulary ids: the cell's non-zero genes (``input_genes="expressed"``) or
+        the whole panel, zeros included (``"panel"``).
+    values
+        Their log-normalised expression (same length as ``genes``).
+    seed
+        Seed or Generator of gene sampling, masking and the edge budget.
+    mask
+        Hide ``config.mask_ratio`` of the values (pre-training, masked fine-tuning).
+    stats
+        Per-gene statistics; required for ``value_target="zscore"`` when targets matter
+        (``mask=True``). Without them targets are the scaled bins.
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        The cell graph with node fields ``value`` (bins), ``target`` and ``mask``.
+
+    """
+    rng = as_rng(seed)
+    genes = np.asarray(genes, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float32)
+    if config.input_genes == "expressed":
+        mode = config.sample_mode if mask else "top"
+        pick = sample_genes(values, config.max_genes, rng, mode)
+    elif len(genes) > config.max_genes:
+        pick = np.sort(rng.choice(len(genes), config.max_genes, replace=False))
+    else:
+        pick = np.arange(len(genes))
+    g, v = genes[pick], values[pick]
+    binned = bin_values(v, config.n_bins)
+    if config.value_target == "zscore" and stats is not None:
+        target = stats.zscore(g, v)
+    elif config.node_norm:
+        target = (binned / (config.n_bins - 1)).astype(np.float32)
+    else:
+        target = binned.astype(np.float32)
+    if mask and config.mask_ratio > 0:
+        inp, m = mask_values(binned, config.mask_ratio, rng, config.mask_value)
+    else:
+        inp, m = binned.astype(np.float32), np.zeros(len(g), dtype=bool)
+    return builder.build(g, inp, target, m, seed=rng)
