@@ -52,3 +52,24 @@ def test_concurrent_writers_share_one_run_per_cell(tmp_path: Path) -> None:
     assert len(ids) == 3 and len(set(ids)) == 3, ids  # 3 cells, 3 runs: none deleted, none doubled
     assert all(r.info.status == "FINISHED" and r.info.lifecycle_stage == "active" for r in runs)
     assert all(r.data.metrics["accuracy"] > 0 for r in runs)
+
+
+def test_new_sqlite_store_appears_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from benchmarks.tracking import mlflow_log
+
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def interrupted(src, dst):  # a Ctrl-C at the last step of creating the store
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlflow_log.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        MlflowLogger(f"sqlite:///{results}/mlflow.db", results)
+    assert not (results / "mlflow.db").exists(), "a half-built store was left under the final name"
+    monkeypatch.undo()
+    _write(str(results), [0])  # the next run creates it cleanly
+    assert len(_all_runs(results)) == 1
+    assert not list(results.glob(".mlflow.db.init-*"))

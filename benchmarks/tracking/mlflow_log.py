@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import traceback
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,37 @@ def probe_server(tracking_uri: str, timeout: float = 5.0) -> None:
         ) from exc
 
 
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (``None`` for other stores or in-memory)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or tracking_uri == prefix or ":memory:" in tracking_uri:
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+
+
+def _create_sqlite_store_atomically(tracking_uri: str) -> None:
+    """Create a new sqlite store under a temporary name and rename it into place.
+
+    MLflow creates its tables on first use, in many steps; a run killed in the middle (Ctrl-C
+    during start-up, SIGKILL) would leave a half-built ``mlflow.db`` that no later run can open.
+    Building it aside and renaming it makes the store appear whole or not at all. Call under the
+    results-directory lock.
+    """
+    path = _sqlite_path(tracking_uri)
+    if path is None or path.exists():
+        return
+    import mlflow
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh name each time: MLflow caches stores by URI within a process
+    tmp = path.with_name(f".{path.name}.init-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
@@ -73,6 +105,7 @@ class MlflowLogger:
         else:  # a database store may run its migrations on first use: once, under the lock
             try:
                 with self._lock():
+                    _create_sqlite_store_atomically(tracking_uri)
                     self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
                     self.client.search_experiments(max_results=1)
             except Exception as exc:
