@@ -105,7 +105,7 @@ def test_failing_cell_does_not_stop_the_matrix(tmp_path, pbmc_user_file):
         "--label-key",
         "cell_type",
         "--model-set",
-        "pca-logreg.n_pcs=-3",
+        "pca-logreg.C=0",  # passes the up-front type check, fails inside the cell (sklearn needs C > 0)
         "--results-dir",
         str(results),
         cwd=tmp_path,
