@@ -173,9 +173,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         pre-trained encoder (SPEC's peak 1e-4) and of the randomly initialised task heads
         (1e-3; ``None``: ``lr``). A larger encoder rate erases what pre-training learned in the
         first steps (PBMC annotation fell to 0.23 accuracy at 1e-3).
-    dar_weight, ecs_weight, ecs_threshold
+    dar_weight, ecs_weight, ecs_threshold, batch_targets
         Cell-embedding fine-tuning: domain-adaptation and elastic-cell-similarity weights and
-        threshold (0.8).
+        threshold (0.8), and whether masked targets are standardised within each batch.
+    gene_readout
+        Zero-shot gene embedding (gene classification, GRN): ``"token"`` (the ``emb_g`` rows,
+        the paper's), ``"text"`` (the pre-trained text term of eq. 1) or ``"node"`` (token +
+        text terms, default); see :meth:`cgc.model.CGCModel.gene_features`.
     n_control_cells
         Control cells averaged per predicted perturbation condition (64; *quick* 16).
     knockout_head, knockout_alpha, focal_alpha, focal_weight, focal_gamma, neg_ratio, change_threshold
@@ -230,6 +234,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         dar_weight: float = 1.0,
         ecs_weight: float = 10.0,
         ecs_threshold: float = 0.8,
+        batch_targets: bool = True,
+        gene_readout: str = "node",
         n_control_cells: int | None = None,
         knockout_head: str = "two_step",
         knockout_alpha: float = 1.0,
@@ -272,6 +278,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "dar_weight": float(dar_weight),
             "ecs_weight": float(ecs_weight),
             "ecs_threshold": float(ecs_threshold),
+            "batch_targets": bool(batch_targets),
+            "gene_readout": str(gene_readout),
             "n_control_cells": int(n_control_cells if n_control_cells is not None else (16 if quick else 64)),
             "knockout_head": str(knockout_head),
             "knockout_alpha": float(knockout_alpha),
@@ -282,6 +290,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "change_threshold": None if change_threshold is None else float(change_threshold),
             "device": device,
         }
+        if settings["gene_readout"] not in ("token", "text", "node"):
+            raise InputError(f"cgc: gene_readout={gene_readout!r}; use 'token' (emb_g, the paper's), "
+                             "'text' or 'node' (token + text terms of eq. 1)")
         if settings["knockout_head"] not in ("regression", "two_step"):
             raise InputError(f"cgc: knockout_head={knockout_head!r}; use 'regression' or 'two_step'")
         super().__init__(**settings, **kwargs)
@@ -514,16 +525,18 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     # ------------------------------------------------------------------------------ gene embeddings
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:
-        """Rows of the pre-trained ``emb_g`` for the genes in the vocabulary (index = ids as given)."""
+        """Zero-shot gene embeddings (``gene_readout``) of the genes in the vocabulary (index = ids as given).
+
+        Read from the weights as loaded (pre-trained), never from a fine-tuned copy.
+        """
         priors = self.priors
         if id_type not in ("symbol", "ensembl"):
             raise InputError(f"cgc.embed_genes: id_type={id_type!r}; use 'symbol' or 'ensembl'")
         ids, _ = priors.map_genes([str(g) for g in genes], id_type)
-        assert self._base_state is not None
-        table = self._base_state["node_encoder.emb_g.weight"].float().cpu().numpy()
         keep = ids >= len(SPECIAL_TOKENS)
         index = pd.Index([str(g) for g, k in zip(genes, keep, strict=True) if k], name="gene")
-        out = pd.DataFrame(table[ids[keep]], index=index)
+        model = self.model  # the weights as loaded: fits train copies (_fresh), never this one
+        out = pd.DataFrame(model.gene_features(ids[keep], self.s["gene_readout"]), index=index)
         out = out[~out.index.duplicated()]
         self._metrics["gene_coverage"] = float(keep.mean()) if len(keep) else 0.0
         return out
@@ -543,7 +556,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         model = self._fresh()
         tl = finetune_masked(model, sub, batches, self._settings(len(rows)), seed=self.seed,
                              dar_weight=self.s["dar_weight"], ecs_weight=self.s["ecs_weight"],
-                             ecs_threshold=self.s["ecs_threshold"])
+                             ecs_threshold=self.s["ecs_threshold"], batch_targets=self.s["batch_targets"])
         self._record("finetune", tl)
         self._cell_model = model
 

@@ -14,7 +14,7 @@ CGCConfig, TrainConfig, load_config
 CGCModel
     ``CGCModel(config, priors)``; ``forward(batch) -> CGCOutput(h, h_cell, ...)``,
     ``pretrain_loss(batch)``, ``gene_embeddings() -> DataFrame``,
-    ``embed_cells(adata, batch_size=..., device=...) -> ndarray``.
+    ``gene_features(ids, readout)``; cell embeddings: ``cgc.embed_cells(model, adata)``.
 CellGraphBuilder
     Per-cell PyG graphs from the global CSR prior graph (:mod:`cgc.graph`).
 preprocess

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,6 @@ from cgc.nn.heads import CellValueHead, GeneValueHead
 from cgc.nn.transformer import CellTransformer, PackedLayout
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import SPECIAL_TOKENS
-
-if TYPE_CHECKING:
-    import anndata as ad
 
 
 @dataclass
@@ -181,12 +177,36 @@ class CGCModel(nn.Module):
         k = len(SPECIAL_TOKENS)
         return pd.DataFrame(w[k:], index=pd.Index(self.priors.vocab.tokens[k:], name="gene"))
 
-    def embed_cells(self, adata: ad.AnnData, batch_size: int = 64,
-                    device: str | torch.device | None = None, **kwargs: Any) -> np.ndarray:
-        """Return the cell embeddings ``h_c`` of ``adata`` (see :func:`cgc.embed.embed_cells`)."""
-        from cgc.embed import embed_cells
+    @torch.no_grad()
+    def gene_features(self, ids: np.ndarray, readout: str = "node") -> np.ndarray:
+        """Zero-shot gene embeddings of vocabulary ids ``ids`` (``[n, d]`` float32).
 
-        return embed_cells(self, adata, batch_size=batch_size, device=device, **kwargs)
+        ``readout``:
+
+        * ``"token"`` — the learned token rows ``emb_g`` (the paper's gene embedding, SPEC
+          §5.1). Rows of genes never seen in pre-training stay at their random init.
+        * ``"text"`` — the text term of eq. 1, ``norm_t(mlp_t(t_i))``: the gene's description
+          as the pre-trained model projects it (genes without a description fall back to
+          their token term).
+        * ``"node"`` — the gene's node encoding without a value: token term + text term of
+          eq. 1 (each normalised as the model does).
+        """
+        enc = self.node_encoder
+        g = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=enc.emb_g.weight.device)
+        if readout == "token":
+            return enc.emb_g(g).float().cpu().numpy()
+        if readout not in ("text", "node"):
+            raise ConfigError(f"gene readout {readout!r}; use 'token', 'text' or 'node'")
+        token = enc.norm_g(enc.emb_g(g)).float()
+        if enc.mlp_t is None or self.priors.text_dim == 0:
+            return token.cpu().numpy()
+        has = torch.as_tensor(np.asarray(self.priors.arrays["text_mask"])[np.asarray(ids)],
+                              device=g.device)
+        text = enc.norm_t(enc.mlp_t(self.text_table[g].to(enc.emb_g.weight.dtype))).float()
+        text = torch.where(has.unsqueeze(-1), text, torch.zeros_like(text))
+        if readout == "text":
+            return torch.where(has.unsqueeze(-1), text, token).cpu().numpy()
+        return (token + text).cpu().numpy()
 
     def num_parameters(self) -> int:
         """Return the number of trainable parameters."""

@@ -126,16 +126,33 @@ def _dense_row(cm: CellMatrix, r: int) -> tuple[np.ndarray, np.ndarray]:
     return cm.gene_ids, np.asarray(cm.x[r].toarray(), dtype=np.float32).ravel()
 
 
+def batch_stats(cm: CellMatrix, batch_labels: np.ndarray, n_vocab: int) -> dict[int, GeneStats]:
+    """Per-gene statistics of each batch's cells (batch-standardised masked targets).
+
+    Standardising targets within a batch removes the batch's own shifts (library size,
+    dropout level) from what the model is asked to predict, so the cell loss (eq. 11) no
+    longer rewards a cell embedding that encodes the batch.
+    """
+    out = {}
+    for b in np.unique(batch_labels):
+        x = cm.x[np.flatnonzero(batch_labels == b)]
+        s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
+        out[int(b)] = GeneStats.from_moments(n_vocab, cm.gene_ids, s1, s2, x.shape[0])
+    return out
+
+
 def expressed_graph(builder: CellGraphBuilder, config: CGCConfig, cm: CellMatrix, r: int,
-                    seed: Seed = 0, mask: bool = False) -> Data:
+                    seed: Seed = 0, mask: bool = False, stats: GeneStats | None = None) -> Data:
     """Graph of cell ``r`` as pre-training built it; masked as in pre-training if ``mask``.
 
     ``input_genes="expressed"``: the cell's non-zero genes (the ``max_genes`` highest
     without masking, sampled by ``config.sample_mode`` with it). ``"panel"``: every column
-    of ``cm`` (the panel), zeros included. Targets are standardised with ``cm.stats``.
+    of ``cm`` (the panel), zeros included. Targets are standardised with ``stats`` (default
+    ``cm.stats``).
     """
     genes, vals = _dense_row(cm, r) if config.input_genes == "panel" else _row(cm, r)
-    return cell_example(builder, config, genes, vals, seed, mask=mask, stats=cm.stats)
+    return cell_example(builder, config, genes, vals, seed, mask=mask,
+                        stats=stats if stats is not None else cm.stats)
 
 
 def choose_panel(gene_ids: np.ndarray, mean_values: np.ndarray, max_genes: int) -> np.ndarray:

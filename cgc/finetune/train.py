@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from cgc.finetune.data import CellMatrix, expressed_graph
+from cgc.cells import GeneStats
+from cgc.finetune.data import CellMatrix, batch_stats, expressed_graph
 from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecoder
 from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
 from cgc.graph import CellGraphBuilder
@@ -231,7 +232,8 @@ def _encoder_params(model: CGCModel, settings: TrainSettings) -> list[nn.Paramet
 
 def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray | None = None,
                     settings: TrainSettings | None = None, seed: int = 0, dar_weight: float = 1.0,
-                    ecs_weight: float = 10.0, ecs_threshold: float = 0.8) -> TrainLog:
+                    ecs_weight: float = 10.0, ecs_threshold: float = 0.8,
+                    batch_targets: bool = True) -> TrainLog:
     """Self-supervised fine-tuning on target cells (SPEC §5.3).
 
     Loss: the pre-training loss (eq. 10 + eq. 11 on masked cells) + ``dar_weight`` ×
@@ -254,6 +256,9 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
         from ``torch``'s global generator, seeded by the caller).
     dar_weight, ecs_weight, ecs_threshold
         Weights of the domain-adaptation and ECS terms and the ECS threshold (0.8).
+    batch_targets
+        With ``batch_labels``, standardise each cell's masked targets with its own batch's
+        per-gene statistics (:func:`~cgc.finetune.data.batch_stats`).
 
     Returns
     -------
@@ -269,8 +274,15 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
         disc = BatchDiscriminator(model.config.d_model, int(batch_labels.max()) + 1).to(dev)
     params = _encoder_params(model, settings)
 
+    per_batch = (batch_stats(cells, batch_labels, model.priors.n_genes)
+                 if batch_targets and batch_labels is not None else None)
+
+    def stats_of(r: int) -> GeneStats | None:
+        return per_batch[int(batch_labels[r])] if per_batch is not None else None  # type: ignore[index]
+
     def step(idx: np.ndarray, rng: np.random.Generator) -> Tensor:
-        graphs = [expressed_graph(builder, model.config, cells, int(r), rng, mask=True) for r in idx]
+        graphs = [expressed_graph(builder, model.config, cells, int(r), rng, mask=True,
+                                  stats=stats_of(int(r))) for r in idx]
         batch = Batch.from_data_list(graphs).to(dev)
         out = model(batch)
         loss, _ = model.pretrain_loss(batch, out)
@@ -283,7 +295,8 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
 
     train_items, val_items = split_items(cells.n_cells, settings, seed)
     val_graphs = [expressed_graph(builder, model.config, cells, int(r),
-                                  np.random.default_rng([seed, 31, int(r)]), mask=True)
+                                  np.random.default_rng([seed, 31, int(r)]), mask=True,
+                                  stats=stats_of(int(r)))
                   for r in val_items]
 
     def validate() -> float:

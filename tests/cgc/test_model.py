@@ -6,6 +6,7 @@ import torch
 
 from cgc import CellGraphBuilder, CGCConfig, CGCModel, GenePriors, MemoryBudgetError
 from cgc.config import TrainConfig, load_config
+from cgc.embed import embed_cells
 from cgc.errors import ConfigError
 from cgc.preprocess import prepare_cell
 from cgc.train.memory import check_fits
@@ -109,8 +110,8 @@ def test_gene_embeddings_and_embed_cells(priors: GenePriors, small_config: CGCCo
         emb.loc["CD3E"].to_numpy(),
         m.node_encoder.emb_g.weight[priors.vocab.id_of("CD3E")].detach().numpy())
     a = pbmc_small[:10]
-    h1 = m.embed_cells(a, batch_size=4)
-    h2 = m.embed_cells(a, batch_size=10)
+    h1 = embed_cells(m, a, batch_size=4)
+    h2 = embed_cells(m, a, batch_size=10)
     assert h1.shape == (10, 32)
     np.testing.assert_allclose(h1, h2, atol=1e-5)
 

@@ -16,6 +16,23 @@ from cgc.graph import CellGraphBuilder
 VARIANTS = ["no-graph", "no-pretrain", "-edge=tftg", "-edge=coexpr", "-edge=pos", "-node=text", "-node=token"]
 
 
+def test_gene_readouts_use_the_text_feature_of_every_described_gene(small_adapter_kwargs) -> None:
+    genes = ["CD3E", "GAPDH", "TP53", "FOXA2"]
+    adapters = {r: CGCAdapter(seed=0, gene_readout=r, **small_adapter_kwargs) for r in ("token", "text", "node")}
+    out = {r: a.embed_genes(genes).to_numpy() for r, a in adapters.items()}
+    model = adapters["token"].model
+    ids, _ = model.priors.map_genes(genes)
+    has_text = np.asarray(model.priors.arrays["text_mask"])[ids]
+    assert has_text.any() and not has_text.all()
+    token_term = model.node_encoder.norm_g(torch.as_tensor(out["token"])).detach().numpy()
+    # node = token term + text term; text = the text term, or the token term without a description
+    np.testing.assert_allclose(out["node"][has_text], (token_term + out["text"])[has_text], atol=1e-5)
+    np.testing.assert_allclose(out["node"][~has_text], token_term[~has_text], atol=1e-5)
+    np.testing.assert_allclose(out["text"][~has_text], token_term[~has_text], atol=1e-5)
+    with pytest.raises(InputError, match="gene_readout"):
+        CGCAdapter(seed=0, gene_readout="emb", **small_adapter_kwargs)
+
+
 def test_capabilities_and_variants_are_registered() -> None:
     assert CGCAdapter.capabilities.task_kinds == frozenset(TaskKind)
     assert CGCAdapter.capabilities.gene_id_type == "symbol"
@@ -26,7 +43,7 @@ def test_capabilities_and_variants_are_registered() -> None:
 def test_gene_embeddings_are_emb_g(small_adapter_kwargs, tiny_checkpoint) -> None:
     from cgc import load_checkpoint
 
-    a = CGCAdapter(seed=0, **small_adapter_kwargs)
+    a = CGCAdapter(seed=0, gene_readout="token", **small_adapter_kwargs)
     emb = a.embed_genes(["CD3E", "NOT_A_GENE", "gapdh"])
     assert list(emb.index) == ["CD3E", "gapdh"]  # unknown genes absent, case-insensitive match
     model, priors, _ = load_checkpoint(tiny_checkpoint)
@@ -107,7 +124,8 @@ def test_cell_embedding_fit_and_roundtrip(small_adapter_kwargs, kang_batches, tm
     b = CGCAdapter(seed=0, **{**small_adapter_kwargs, "checkpoint": str(path)})
     np.testing.assert_array_equal(b.embed_cells(labelled), after)
     tuned = a._cell_model.gene_embeddings().loc[["CD3E"]].to_numpy()
-    np.testing.assert_array_equal(b.embed_genes(["CD3E"]).to_numpy(), tuned)
+    b_token = CGCAdapter(seed=0, gene_readout="token", **{**small_adapter_kwargs, "checkpoint": str(path)})
+    np.testing.assert_array_equal(b_token.embed_genes(["CD3E"]).to_numpy(), tuned)
     # seeded determinism: the same seed fine-tunes to the same embeddings
     c = CGCAdapter(seed=0, **small_adapter_kwargs)
     c.fit(labelled, batch_key="batch")
