@@ -18,7 +18,8 @@ VARIANTS = ["no-graph", "no-pretrain", "-edge=tftg", "-edge=coexpr", "-edge=pos"
 
 def test_gene_readouts_use_the_text_feature_of_every_described_gene(small_adapter_kwargs) -> None:
     genes = ["CD3E", "GAPDH", "TP53", "FOXA2"]
-    adapters = {r: CGCAdapter(seed=0, gene_readout=r, **small_adapter_kwargs) for r in ("token", "text", "node")}
+    adapters = {r: CGCAdapter(seed=0, gene_readout=r, **small_adapter_kwargs)
+                for r in ("token", "text", "node")}
     out = {r: a.embed_genes(genes).to_numpy() for r, a in adapters.items()}
     model = adapters["token"].model
     ids, _ = model.priors.map_genes(genes)
