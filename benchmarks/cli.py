@@ -16,14 +16,31 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+RESUME_LINE = "interrupted: finished cells are recorded; rerun with --resume to complete"
 
-from benchmarks.errors import CgcbenchError, InputError
-from benchmarks.summary import summarize
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C/SIGTERM while the command is still importing: nothing is written yet; leave quietly."""
+    sys.stderr.write(RESUME_LINE + "\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+# imports below take seconds: an interrupt meanwhile must not print a traceback (restored at the end)
+_STARTUP_HANDLERS = (
+    {s: signal.signal(s, _interrupted_while_starting) for s in (signal.SIGINT, signal.SIGTERM)}
+    if threading.current_thread() is threading.main_thread()
+    else {}
+)
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from benchmarks.errors import CgcbenchError, InputError  # noqa: E402
+from benchmarks.summary import summarize  # noqa: E402
 
 try:  # newer typer vendors click as ``typer._click`` and raises its usage errors, not click's
     from typer._click.exceptions import ClickException
@@ -418,9 +435,10 @@ def _mount_cgc() -> None:
 
 
 _mount_cgc()
+for _sig, _handler in _STARTUP_HANDLERS.items():  # importing is done: give the signals back
+    signal.signal(_sig, _handler)
 
 
-RESUME_LINE = "interrupted: finished cells are recorded; rerun with --resume to complete"
 EXIT_WITHIN_S = 4.0
 """After SIGINT/SIGTERM the process is gone within this many seconds, unwound or not."""
 _interrupted = threading.Event()

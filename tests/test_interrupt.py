@@ -67,3 +67,24 @@ def test_signal_prints_resume_line_and_exits_fast(tmp_path, pbmc_user_file, sig,
         rec = json.loads(path.read_text())
         assert rec["status"] in ("FINISHED", "NOT_APPLICABLE"), rec["status"]
         assert all((results / a).is_file() for a in rec["artifacts"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_importing_is_quiet(tmp_path, pbmc_user_file, sig):
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "benchmarks.cli", "run", "annotation", "--models", "majority",
+            "--datasets", str(pbmc_user_file), "--label-key", "cell_type", "--results-dir", str(results)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # the command is still importing its modules
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "rerun with --resume" in err
+    assert not results.exists()
+
+
+def test_importing_the_cli_leaves_signal_handlers_alone():
+    before = signal.getsignal(signal.SIGINT)
+    import benchmarks.cli  # noqa: F401
+
+    assert signal.getsignal(signal.SIGINT) is before
