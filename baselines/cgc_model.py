@@ -178,8 +178,11 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         threshold (0.8), and whether masked targets are standardised within each batch.
     gene_readout
         Zero-shot gene embedding (gene classification, GRN): ``"token"`` (the ``emb_g`` rows,
-        the paper's), ``"text"`` (the pre-trained text term of eq. 1) or ``"node"`` (token +
-        text terms, default); see :meth:`cgc.model.CGCModel.gene_features`.
+        the paper's), ``"text"`` (the pre-trained text term of eq. 1, default) or ``"node"``
+        (token + text terms); see :meth:`cgc.model.CGCModel.gene_features`. Measured on the six
+        gene-classification sets (seed 0, default checkpoint): token 0.45–0.53 AUC (≈ random),
+        node 0.43–0.60, text 0.61–0.89 — ``emb_g`` rows of genes a small corpus never shows
+        stay random, while every described gene has a text vector.
     n_control_cells
         Control cells averaged per predicted perturbation condition (64; *quick* 16).
     knockout_head, knockout_alpha, focal_alpha, focal_weight, focal_gamma, neg_ratio, change_threshold
@@ -235,7 +238,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         ecs_weight: float = 10.0,
         ecs_threshold: float = 0.8,
         batch_targets: bool = True,
-        gene_readout: str = "node",
+        gene_readout: str = "text",
         n_control_cells: int | None = None,
         knockout_head: str = "two_step",
         knockout_alpha: float = 1.0,
