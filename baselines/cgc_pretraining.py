@@ -147,12 +147,13 @@ def load_corpus(cards: Sequence[str], n_cells: int | None, seed: int
 
 
 def default_priors(cards: Sequence[str], n_cells: int | None, seed: int, text_encoder: str,
-                   say: Say = log.info) -> GenePriors:
+                   say: Say = log.info, counts: Sequence[ad.AnnData] | None = None) -> GenePriors:
     """Build (or load from the cache) the priors bundle of a default corpus.
 
     Text vectors are computed for every vocabulary gene that has an NCBI description (not
     only the corpus's genes), so zero-shot suites find a text feature for nearly every gene
-    they ask about.
+    they ask about. ``counts`` is the count-based part of ``load_corpus(cards, n_cells,
+    seed)`` when the caller has loaded it already.
     """
     from baselines.gene_ids import resource_path
 
@@ -169,7 +170,8 @@ def default_priors(cards: Sequence[str], n_cells: int | None, seed: int, text_en
         if (dest / "priors.json").is_file():
             return GenePriors.load(dest)
         t0 = time.perf_counter()
-        _, counts = load_corpus(cards, n_cells, seed)
+        if counts is None:
+            _, counts = load_corpus(cards, n_cells, seed)
         vocab = json.loads(Path(files["vocab_path"]).read_text())
         every_gene = [g for g in vocab if not (g.startswith("<") and g.endswith(">"))]
         say(f"cgc: building priors (text vectors for {len(every_gene)} vocabulary genes, "
@@ -242,12 +244,12 @@ def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells:
     with file_lock(root / f"{key}.lock"):
         if (dest / "checkpoint" / MANIFEST).is_file():
             return dest
-        priors = default_priors(cards, n_cells, seed, text_encoder, say)
+        adatas, counts = load_corpus(cards, n_cells, seed)
+        priors = default_priors(cards, n_cells, seed, text_encoder, say, counts=counts)
         tmp = root / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            adatas, _ = load_corpus(cards, n_cells, seed)
             say(f"cgc: pre-training the default checkpoint on {', '.join(cards)} "
                 f"({sum(a.n_obs for a in adatas)} cells, {steps} steps; cached for later runs)")
             t0 = time.perf_counter()

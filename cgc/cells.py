@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from torch_geometric.data import Data
 
 from cgc.config import CGCConfig
@@ -31,6 +32,11 @@ ZSCORE_CLIP = 8.0
 """Standardised targets are clipped to ``±ZSCORE_CLIP``."""
 STD_FLOOR = 0.25
 """Floor of the per-gene standard deviation (log1p scale) of standardised targets."""
+
+
+def column_moments(x: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column sums of values and of squared values of a sparse matrix."""
+    return np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
 
 
 @dataclass
@@ -62,6 +68,12 @@ class GeneStats:
         mean[ids] = m
         std[ids] = np.sqrt(var)
         return cls(mean, std)
+
+    @classmethod
+    def from_matrix(cls, n_vocab: int, ids: np.ndarray, x: sp.spmatrix) -> GeneStats:
+        """Build from a ``cells × genes`` CSR matrix whose columns are vocabulary ids ``ids``."""
+        s1, s2 = column_moments(x)
+        return cls.from_moments(n_vocab, ids, s1, s2, x.shape[0])
 
     def zscore(self, genes: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Standardised ``values`` of ``genes`` (std floored at :data:`STD_FLOOR`, clipped)."""

@@ -27,13 +27,11 @@ def cell_graphs(model: CGCModel, adata: ad.AnnData, id_type: str = "symbol",
     """
     from cgc.finetune.data import expressed_graph, map_matrix
 
-    ids, report = model.priors.map_genes(list(adata.var_names), id_type)
-    report.check(min_mapped_fraction, where="embed_cells(adata)")
-    symbols = [model.priors.vocab.tokens[i] if i >= 0 else "" for i in ids]
     cfg = model.config
     panel = cfg.max_genes if cfg.input_genes == "panel" else None
-    cm = map_matrix(model.priors, adata.layers[layer] if layer is not None else adata.X, symbols,
-                    normalize, panel_size=panel)
+    cm = map_matrix(model.priors, adata.layers[layer] if layer is not None else adata.X,
+                    list(adata.var_names), normalize, panel_size=panel, id_type=id_type)
+    cm.report.check(min_mapped_fraction, where="embed_cells(adata)")
     builder = CellGraphBuilder(model.priors, cfg)
     return [expressed_graph(builder, cfg, cm, r, np.random.default_rng([seed, r]))
             for r in range(cm.n_cells)]

@@ -21,10 +21,10 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
 
-from cgc.cells import GeneStats, cell_example
+from cgc.cells import GeneStats, cell_example, column_moments
 from cgc.config import CGCConfig
 from cgc.graph import CellGraphBuilder
-from cgc.preprocess import Seed, bin_values, first_mapped_columns, normalize_as
+from cgc.preprocess import Seed, bin_values, first_mapped_columns, highly_variable, normalize_as
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import MappingReport
 
@@ -69,7 +69,7 @@ class CellMatrix:
 
 def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequence[str | None],
                normalize: str = "auto", panel_size: int | None = None,
-               panel_ids: np.ndarray | None = None) -> CellMatrix:
+               panel_ids: np.ndarray | None = None, id_type: str = "symbol") -> CellMatrix:
     """Map the columns of ``X`` to the vocabulary and normalise the values.
 
     Parameters
@@ -79,7 +79,7 @@ def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequenc
     X
         ``cells × genes`` expression.
     symbols
-        Gene symbol of each column (``None`` or ``""`` when unknown).
+        Gene identifier of each column (``None`` or ``""`` when unknown).
     normalize
         ``"auto"`` (total-count + ``log1p`` when ``X`` holds counts, else as is), ``"total"``,
         ``"log1p"`` or ``"none"``.
@@ -88,6 +88,8 @@ def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequenc
     panel_ids
         Keep exactly these vocabulary ids, in this order (a panel chosen on other cells,
         e.g. the reference of an annotation task); ids the data lacks are dropped.
+    id_type
+        ``"symbol"`` or ``"ensembl"``: the type of ``symbols``.
 
     Returns
     -------
@@ -97,20 +99,19 @@ def map_matrix(priors: GenePriors, X: sp.spmatrix | np.ndarray, symbols: Sequenc
 
     """
     names = [s if s else "" for s in symbols]
-    ids, report = priors.map_genes(names, "symbol")
+    ids, report = priors.map_genes(names, id_type)
     cols = first_mapped_columns(ids)
     x = normalize_as(X, normalize)[:, cols].tocsr()
     gene_ids = ids[cols]
+    s1, s2 = column_moments(x)
+    keep = None
     if panel_ids is not None:
         where = {int(g): i for i, g in enumerate(gene_ids)}
         keep = np.array([where[int(g)] for g in panel_ids if int(g) in where], dtype=np.int64)
-        x, gene_ids, cols = x[:, keep].tocsr(), gene_ids[keep], cols[keep]
     elif panel_size is not None and len(cols) > panel_size:
-        s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
-        var = s2 / max(x.shape[0], 1) - (s1 / max(x.shape[0], 1)) ** 2
-        keep = np.sort(np.argsort(-var, kind="stable")[:panel_size])
-        x, gene_ids, cols = x[:, keep].tocsr(), gene_ids[keep], cols[keep]
-    s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
+        keep = highly_variable(s1, s2, x.shape[0], panel_size)
+    if keep is not None:
+        x, gene_ids, cols, s1, s2 = x[:, keep].tocsr(), gene_ids[keep], cols[keep], s1[keep], s2[keep]
     stats = GeneStats.from_moments(priors.n_genes, gene_ids, s1, s2, x.shape[0])
     return CellMatrix(x, gene_ids, cols, report, stats)
 
@@ -133,12 +134,8 @@ def batch_stats(cm: CellMatrix, batch_labels: np.ndarray, n_vocab: int) -> dict[
     dropout level) from what the model is asked to predict, so the cell loss (eq. 11) no
     longer rewards a cell embedding that encodes the batch.
     """
-    out = {}
-    for b in np.unique(batch_labels):
-        x = cm.x[np.flatnonzero(batch_labels == b)]
-        s1, s2 = np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
-        out[int(b)] = GeneStats.from_moments(n_vocab, cm.gene_ids, s1, s2, x.shape[0])
-    return out
+    return {int(b): GeneStats.from_matrix(n_vocab, cm.gene_ids, cm.x[np.flatnonzero(batch_labels == b)])
+            for b in np.unique(batch_labels)}
 
 
 def expressed_graph(builder: CellGraphBuilder, config: CGCConfig, cm: CellMatrix, r: int,

@@ -110,6 +110,16 @@ def split_items(n_items: int, settings: TrainSettings, seed: int, min_val: int =
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def mean_batch_loss(graphs: Sequence[Data], device: torch.device, loss_of: Callable[[Batch], Tensor],
+                    batch_size: int = 32) -> float:
+    """Mean of ``loss_of(batch)`` over ``graphs`` in batches, weighted by cells per batch."""
+    tot = 0.0
+    for s in range(0, len(graphs), batch_size):
+        batch = Batch.from_data_list(list(graphs[s : s + batch_size])).to(device)
+        tot += float(loss_of(batch)) * batch.num_graphs
+    return tot / len(graphs)
+
+
 def _lr_lambda(total: int, settings: TrainSettings) -> Callable[[int], float]:
     warm = max(1, int(round(settings.warmup_frac * total)))
 
@@ -300,11 +310,7 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
                   for r in val_items]
 
     def validate() -> float:
-        tot = 0.0
-        for s in range(0, len(val_graphs), 32):
-            batch = Batch.from_data_list(val_graphs[s : s + 32]).to(dev)
-            tot += float(model.pretrain_loss(batch)[0]) * batch.num_graphs
-        return tot / len(val_graphs)
+        return mean_batch_loss(val_graphs, dev, lambda batch: model.pretrain_loss(batch)[0])
 
     mods: list[nn.Module] = [model] + ([disc] if disc is not None else [])
     log = run_loop(params, cells.n_cells, settings, seed, step, mods,
@@ -504,15 +510,14 @@ def train_decoder(model: CGCModel, decoder: GeneDecoder, n_items: int,
     val_graphs = [make_graph(int(i), np.random.default_rng([seed, 37, int(i)])) for i in val_items]
 
     def validate() -> float:
-        tot = 0.0
         vgen = torch.Generator().manual_seed(int(seed) + 1)
-        for s in range(0, len(val_graphs), 32):
-            batch = Batch.from_data_list(val_graphs[s : s + 32]).to(dev)
+
+        def loss_of(batch: Batch) -> Tensor:
             genes = ~batch.is_cell
             pred = decoder(model(batch).h[genes], batch.base[genes])
-            loss = loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], vgen)
-            tot += float(loss) * batch.num_graphs
-        return tot / len(val_graphs)
+            return loss_fn(pred, batch.target[genes], batch.base[genes], batch.loss_mask[genes], vgen)
+
+        return mean_batch_loss(val_graphs, dev, loss_of)
 
     log = run_loop(_encoder_params(model, settings), n_items, settings, seed, step, [model, decoder],
                    head_params=decoder.parameters(), validate=validate if len(val_items) else None,
