@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from benchmarks.leaderboard import templates
+import benchmarks.leaderboard.templates as templates
 from benchmarks.leaderboard.ablation import AblationResult
 from benchmarks.leaderboard.aggregate import Provenance, Row, SuiteBoard
 from benchmarks.leaderboard.assets import PLOT_KINDS, SiteImage
