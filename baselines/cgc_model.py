@@ -173,9 +173,11 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         pre-trained encoder (SPEC's peak 1e-4) and of the randomly initialised task heads
         (1e-3; ``None``: ``lr``). A larger encoder rate erases what pre-training learned in the
         first steps (PBMC annotation fell to 0.23 accuracy at 1e-3).
-    dar_weight, ecs_weight, ecs_threshold, batch_targets
+    dar_weight, ecs_weight, ecs_threshold, batch_targets, batch_conditioned
         Cell-embedding fine-tuning: domain-adaptation and elastic-cell-similarity weights and
-        threshold (0.8), and whether masked targets are standardised within each batch.
+        threshold (0.8), whether masked targets are standardised within each batch, and
+        whether the value heads see a learned batch vector (scGPT's ``use_batch_labels``;
+        see :func:`cgc.finetune.train.finetune_masked`).
     gene_readout
         Zero-shot gene embedding (gene classification, GRN): ``"token"`` (the ``emb_g`` rows,
         the paper's), ``"text"`` (the pre-trained text term of eq. 1, default) or ``"node"``
@@ -238,6 +240,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         ecs_weight: float = 10.0,
         ecs_threshold: float = 0.8,
         batch_targets: bool = True,
+        batch_conditioned: bool = True,
         gene_readout: str = "text",
         n_control_cells: int | None = None,
         knockout_head: str = "two_step",
@@ -282,6 +285,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "ecs_weight": float(ecs_weight),
             "ecs_threshold": float(ecs_threshold),
             "batch_targets": bool(batch_targets),
+            "batch_conditioned": bool(batch_conditioned),
             "gene_readout": str(gene_readout),
             "n_control_cells": int(n_control_cells if n_control_cells is not None else (16 if quick else 64)),
             "knockout_head": str(knockout_head),
@@ -559,7 +563,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         model = self._fresh()
         tl = finetune_masked(model, sub, batches, self._settings(len(rows)), seed=self.seed,
                              dar_weight=self.s["dar_weight"], ecs_weight=self.s["ecs_weight"],
-                             ecs_threshold=self.s["ecs_threshold"], batch_targets=self.s["batch_targets"])
+                             ecs_threshold=self.s["ecs_threshold"], batch_targets=self.s["batch_targets"],
+                             batch_conditioned=self.s["batch_conditioned"])
         self._record("finetune", tl)
         self._cell_model = model
 

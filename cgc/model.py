@@ -135,9 +135,15 @@ class CGCModel(nn.Module):
         h = self.transformer(x, layout)
         return CGCOutput(h=h, h_cell=h[batch.ptr[:-1]], layout=layout, is_cell=batch.is_cell)
 
-    def pretrain_loss(self, batch: Batch, out: CGCOutput | None = None
-                      ) -> tuple[Tensor, dict[str, float]]:
+    def pretrain_loss(self, batch: Batch, out: CGCOutput | None = None,
+                      cell_offset: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
         """Masked-value loss: eq. 10 on masked genes plus eq. 11 on all genes.
+
+        ``cell_offset`` (``[n_cells, d]``, optional) is added to every node state and to
+        ``h_c`` before the value heads only — the heads see it, the returned embeddings do
+        not. Fine-tuning passes a learned per-batch vector here (scGPT's
+        ``use_batch_labels``), so the reconstruction can explain batch effects through
+        the batch vector instead of through ``h_c``.
 
         Returns
         -------
@@ -151,13 +157,18 @@ class CGCModel(nn.Module):
         genes = ~batch.is_cell
         masked = batch.mask & genes
         target = batch.target
+        node_of = out.layout.batch
+        h_nodes, h_cell = out.h, out.h_cell
+        if cell_offset is not None:
+            h_nodes = h_nodes + cell_offset[node_of]
+            h_cell = h_cell + cell_offset
         if bool(masked.any()):
-            pred = self.gene_head(out.h[masked])
+            pred = self.gene_head(h_nodes[masked])
             l_gene = F.mse_loss(pred.float(), target[masked].float())
         else:
             l_gene = out.h.sum() * 0.0
         emb = self.node_encoder.emb_g(batch.gene[genes])
-        pred_c = self.cell_head(emb, out.h_cell[out.layout.batch[genes]])
+        pred_c = self.cell_head(emb, h_cell[node_of[genes]])
         l_cell = F.mse_loss(pred_c.float(), target[genes].float())
         loss = self.config.gene_loss_weight * l_gene + self.config.cell_loss_weight * l_cell
         return loss, {"loss": float(loss.detach()), "gene": float(l_gene.detach()),

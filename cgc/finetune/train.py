@@ -243,7 +243,7 @@ def _encoder_params(model: CGCModel, settings: TrainSettings) -> list[nn.Paramet
 def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray | None = None,
                     settings: TrainSettings | None = None, seed: int = 0, dar_weight: float = 1.0,
                     ecs_weight: float = 10.0, ecs_threshold: float = 0.8,
-                    batch_targets: bool = True) -> TrainLog:
+                    batch_targets: bool = True, batch_conditioned: bool = True) -> TrainLog:
     """Self-supervised fine-tuning on target cells (SPEC §5.3).
 
     Loss: the pre-training loss (eq. 10 + eq. 11 on masked cells) + ``dar_weight`` ×
@@ -269,6 +269,11 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
     batch_targets
         With ``batch_labels``, standardise each cell's masked targets with its own batch's
         per-gene statistics (:func:`~cgc.finetune.data.batch_stats`).
+    batch_conditioned
+        With at least two batches, the value heads of eq. 10/11 also see a learned vector of
+        the cell's batch (scGPT's ``use_batch_labels``), added to the node states and to
+        ``h_c`` inside the loss only. Reconstruction can then account for batch effects
+        through that vector, so ``h_c`` need not carry them; embeddings never include it.
 
     Returns
     -------
@@ -283,6 +288,15 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
     if batch_labels is not None and dar_weight > 0 and len(np.unique(batch_labels)) > 1:
         disc = BatchDiscriminator(model.config.d_model, int(batch_labels.max()) + 1).to(dev)
     params = _encoder_params(model, settings)
+    batch_emb: nn.Embedding | None = None
+    if batch_conditioned and batch_labels is not None and len(np.unique(batch_labels)) > 1:
+        batch_emb = nn.Embedding(int(batch_labels.max()) + 1, model.config.d_model).to(dev)
+        nn.init.zeros_(batch_emb.weight)
+
+    def offset_of(idx: np.ndarray) -> Tensor | None:
+        if batch_emb is None or batch_labels is None:
+            return None
+        return batch_emb(torch.as_tensor(batch_labels[idx], dtype=torch.long, device=dev))
 
     per_batch = (batch_stats(cells, batch_labels, model.priors.n_genes)
                  if batch_targets and batch_labels is not None else None)
@@ -295,7 +309,7 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
                                   stats=stats_of(int(r))) for r in idx]
         batch = Batch.from_data_list(graphs).to(dev)
         out = model(batch)
-        loss, _ = model.pretrain_loss(batch, out)
+        loss, _ = model.pretrain_loss(batch, out, cell_offset=offset_of(idx))
         if disc is not None and batch_labels is not None:
             b = torch.as_tensor(batch_labels[idx], dtype=torch.long, device=dev)
             loss = loss + dar_weight * F.cross_entropy(disc(grad_reverse(out.h_cell)), b)
@@ -310,11 +324,19 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
                   for r in val_items]
 
     def validate() -> float:
-        return mean_batch_loss(val_graphs, dev, lambda batch: model.pretrain_loss(batch)[0])
+        if batch_emb is None:
+            return mean_batch_loss(val_graphs, dev, lambda batch: model.pretrain_loss(batch)[0])
+        tot = 0.0
+        for s in range(0, len(val_graphs), 32):
+            batch = Batch.from_data_list(val_graphs[s : s + 32]).to(dev)
+            tot += float(model.pretrain_loss(batch, cell_offset=offset_of(val_items[s : s + 32]))[0]
+                         ) * batch.num_graphs
+        return tot / len(val_graphs)
 
-    mods: list[nn.Module] = [model] + ([disc] if disc is not None else [])
+    extra: list[nn.Module] = [m for m in (disc, batch_emb) if m is not None]
+    mods: list[nn.Module] = [model, *extra]
     log = run_loop(params, cells.n_cells, settings, seed, step, mods,
-                   head_params=disc.parameters() if disc is not None else (),
+                   head_params=[p for m in extra for p in m.parameters()],
                    validate=validate if len(val_items) else None, items=train_items)
     model.eval()
     return log

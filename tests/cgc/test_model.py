@@ -152,3 +152,30 @@ def test_text_feature_requires_text(priors: GenePriors, small_config: CGCConfig)
     with pytest.raises(ConfigError, match="text"):
         CGCModel(small_config, no_text)
     CGCModel(small_config.replace(node_features=("token", "value")), no_text)
+
+
+def test_cell_offset_reaches_value_heads_only(priors: GenePriors, small_config: CGCConfig) -> None:
+    """The batch vector of batch-conditioned fine-tuning (scGPT's use_batch_labels) enters the
+    value heads of eq. 10/11 for its own cell only, and never the embeddings."""
+    torch.manual_seed(0)
+    m = CGCModel(small_config, priors).eval()
+    batch = _batch(priors, small_config)
+    d = small_config.d_model
+    with torch.no_grad():
+        out = m(batch)
+        base, p0 = m.pretrain_loss(batch, out)
+        zero, _ = m.pretrain_loss(batch, out, cell_offset=torch.zeros(3, d))
+        assert float(zero) == pytest.approx(float(base), rel=1e-6)
+        off = torch.zeros(3, d)
+        off[1] = torch.randn(d)
+        _, p1 = m.pretrain_loss(batch, out, cell_offset=off)
+        assert p1["cell"] != pytest.approx(p0["cell"], rel=1e-3)
+        # only cell 1's predictions move: drop cell 1's nodes' targets from the comparison
+        genes = ~batch.is_cell
+        emb = m.node_encoder.emb_g(batch.gene[genes])
+        node_of = out.layout.batch[genes]
+        pred0 = m.cell_head(emb, out.h_cell[node_of])
+        pred1 = m.cell_head(emb, (out.h_cell + off)[node_of])
+        moved = ~torch.isclose(pred0, pred1)
+        assert bool(moved[node_of == 1].all()) and not bool(moved[node_of != 1].any())
+        assert torch.equal(m(batch).h_cell, out.h_cell)
