@@ -62,6 +62,7 @@ from benchmarks.interface import (
     ModelAdapter,
     TaskKind,
 )
+from benchmarks.weights_io import load_state_dict, safetensors_names
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +82,104 @@ def _plain_dict(path: Path) -> dict[Any, Any]:
     return data
 
 
+DICTIONARY_FILES = {
+    "token": "token_dictionary",
+    "median": "gene_median_dictionary",
+    "name_to_id": "gene_name_id_dict",
+    "mapping": "ensembl_mapping_dict",
+}
+"""Stems of Geneformer's dictionary pickles; release names add a corpus suffix
+(``token_dictionary_gc104M.pkl``) and the card adds a ``geneformer_`` prefix."""
+
+SPECIAL_TOKENS = ("<cls>", "<eos>")
+"""The V2 series' special tokens (absent from the V1 dictionaries)."""
+
+
+def _find_dictionary(directory: Path, stem: str, required: bool) -> Path | None:
+    found = sorted(p for p in directory.glob(f"*{stem}*.pkl") if p.is_file())
+    if len(found) > 1:
+        raise InputError(
+            f"{directory}: {len(found)} files match *{stem}*.pkl ({', '.join(p.name for p in found)}); "
+            "keep the dictionaries of one Geneformer version per folder"
+        )
+    if not found and required:
+        raise InputError(
+            f"{directory}: no *{stem}*.pkl; pass vocab_dir= with the Geneformer dictionaries that "
+            "belong to the model (token, gene median and gene name dictionaries)"
+        )
+    return found[0] if found else None
+
+
 @dataclass
 class GeneformerVocab:
-    """Geneformer's token dictionary, gene median dictionary and gene name → id dictionary."""
+    """Geneformer's token, gene median, gene name → id and (optional) Ensembl mapping dictionaries.
+
+    ``version`` is ``"V2"`` when the token dictionary holds ``<cls>`` and ``<eos>`` (the V2
+    series' dictionaries), else ``"V1"``.
+    """
 
     token: dict[str, int]
     median: dict[str, float]
     name_to_id: dict[str, str]
+    mapping: dict[str, str] | None = None
+    source: str = "geneformer_vocab"
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> GeneformerVocab:
-        """Read the three pickles from ``directory`` or from the ``geneformer_vocab`` card.
+        """Read the dictionaries from ``directory`` or from the ``geneformer_vocab`` card (V1).
 
-        The pickles are read with :func:`benchmarks.safe_pickle.load_plain_pickle`, which allows
-        only plain data (dicts, strings, numbers, NumPy scalars): a hostile file is refused with
-        an :class:`~benchmarks.errors.InputError` instead of running code.
+        In a directory, each dictionary is the one ``*<stem>*.pkl`` file (``token_dictionary``,
+        ``gene_median_dictionary``, ``gene_name_id_dict``; optional ``ensembl_mapping_dict``),
+        so the released names (``token_dictionary_gc104M.pkl``) and the card's
+        (``geneformer_token_dictionary.pkl``) both work. The pickles are read with
+        :func:`benchmarks.safe_pickle.load_plain_pickle`, which allows only plain data (dicts,
+        strings, numbers, NumPy scalars): a hostile file is refused with an
+        :class:`~benchmarks.errors.InputError` instead of running code.
         """
+        paths: dict[str, Path | None]
+        if directory is not None:
+            root = Path(directory)
+            if not root.is_dir():
+                raise InputError(f"vocab_dir={root} is not a directory; pass the folder of the dictionaries")
+            paths = {k: _find_dictionary(root, stem, k != "mapping") for k, stem in DICTIONARY_FILES.items()}
+        else:
+            paths = {
+                k: resource_path(VOCAB_CARD, f"geneformer_{stem}.pkl")
+                for k, stem in DICTIONARY_FILES.items()
+                if k != "mapping"
+            }
+            paths["mapping"] = None
 
-        def path(name: str) -> Path:
-            if directory is not None:
-                return Path(directory) / name
-            return resource_path(VOCAB_CARD, f"geneformer_{name}")
+        def read(key: str) -> dict[Any, Any]:
+            path = paths[key]
+            assert path is not None
+            return _plain_dict(path)
 
-        # a restricted unpickler: a vocabulary directory is user input and must not run code
-        token = {str(k): int(v) for k, v in _plain_dict(path("token_dictionary.pkl")).items()}
-        median = {str(k): float(v) for k, v in _plain_dict(path("gene_median_dictionary.pkl")).items()}
-        name_to_id = {str(k): str(v) for k, v in _plain_dict(path("gene_name_id_dict.pkl")).items()}
-        return cls(token, median, name_to_id)
+        try:
+            token = {str(k): int(v) for k, v in read("token").items()}
+            median = {str(k): float(v) for k, v in read("median").items()}
+            name_to_id = {str(k): str(v) for k, v in read("name_to_id").items()}
+            mapping = (
+                None
+                if paths["mapping"] is None
+                else {str(k): str(v) for k, v in read("mapping").items() if v is not None}
+            )
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{directory or VOCAB_CARD}: a Geneformer dictionary has entries of the wrong type "
+                f"({exc}); token ids must be integers and medians numbers"
+            ) from exc
+        for special in ("<pad>", "<mask>"):
+            if special not in token:
+                raise InputError(
+                    f"{paths['token']}: token dictionary has no {special!r}; not a Geneformer dictionary"
+                )
+        return cls(token, median, name_to_id, mapping, str(directory or VOCAB_CARD))
+
+    @property
+    def version(self) -> str:
+        """``"V2"`` if the token dictionary has ``<cls>`` and ``<eos>``, else ``"V1"``."""
+        return "V2" if all(t in self.token for t in SPECIAL_TOKENS) else "V1"
 
     @property
     def pad_id(self) -> int:
@@ -119,14 +191,43 @@ class GeneformerVocab:
         """Token of ``<mask>``."""
         return self.token["<mask>"]
 
+    @property
+    def special_ids(self) -> frozenset[int]:
+        """Tokens that are not genes (``<pad>``, ``<mask>``, ``<cls>``, ``<eos>``)."""
+        return frozenset(v for k, v in self.token.items() if k.startswith("<"))
+
     def mapper(self) -> GeneIdMapper:
         """Symbol ↔ Ensembl mapper: Geneformer's dictionary first, then NCBI gene info."""
         return default_mapper().with_priority(self.name_to_id)
 
+    def collapse(self, ensembl_ids: Sequence[str | None]) -> list[str | None]:
+        """Map each column's Ensembl id as Geneformer's tokenizer does (``collapse_gene_ids``).
+
+        With an Ensembl mapping dictionary, ids are upper-cased and mapped through it (ids it
+        does not map are dropped); without one, the mapping is the identity on the token
+        dictionary. Either way only ids with a token and a median are kept; columns that end up
+        with the same id are summed by :meth:`rank_encode`.
+        """
+        out: list[str | None] = []
+        for e in ensembl_ids:
+            m = None if e is None else (e if self.mapping is None else self.mapping.get(e.upper()))
+            out.append(m if m is not None and m in self.token and m in self.median else None)
+        return out
+
     def rank_encode(
-        self, X: sp.spmatrix | np.ndarray, ensembl_ids: Sequence[str | None], max_len: int
+        self,
+        X: sp.spmatrix | np.ndarray,
+        ensembl_ids: Sequence[str | None],
+        max_len: int,
+        special_tokens: bool | None = None,
     ) -> list[np.ndarray]:
-        """Tokenise cells by Geneformer's rank-value encoding.
+        """Tokenise cells by Geneformer's rank-value encoding (``TranscriptomeTokenizer``).
+
+        Each cell's counts are divided by its total count (all columns) × 10,000 and by each
+        gene's non-zero median; the detected genes are sorted by that value, highest first.
+        Columns with the same (collapsed) Ensembl id are summed first. V2 (``special_tokens``)
+        truncates to ``max_len - 2`` and adds ``<cls>`` in front and ``<eos>`` at the end; V1
+        truncates to ``max_len``.
 
         Parameters
         ----------
@@ -135,22 +236,37 @@ class GeneformerVocab:
         ensembl_ids
             Ensembl id of each column (``None`` where unknown).
         max_len
-            Truncation length (Geneformer: 2,048).
+            Model input size (V1: 2,048; V2: 4,096).
+        special_tokens
+            Add ``<cls>``/``<eos>`` (default: when the dictionaries are V2).
 
         Returns
         -------
         list of numpy.ndarray
-            One ``int64`` token sequence per cell, highest median-scaled value first.
+            One ``int64`` token sequence per cell.
 
         """
-        cols = np.array([i for i, e in enumerate(ensembl_ids) if e in self.median], dtype=np.int64)
-        if len(cols) == 0:
-            return [np.zeros(0, np.int64) for _ in range(X.shape[0])]
-        norm = np.array([self.median[ensembl_ids[i]] for i in cols])  # type: ignore[index]
-        tokens = np.array([self.token[ensembl_ids[i]] for i in cols], dtype=np.int64)  # type: ignore[index]
-        Xc = sp.csr_matrix(X)[:, cols]
+        special = self.version == "V2" if special_tokens is None else bool(special_tokens)
+        if special and self.version != "V2":
+            raise InputError(f"{self.source}: V1 dictionaries have no <cls>/<eos> tokens")
+        body = max_len - 2 if special else max_len
+        head = np.array([self.token["<cls>"]] if special else [], np.int64)
+        tail = np.array([self.token["<eos>"]] if special else [], np.int64)
+        collapsed = self.collapse(ensembl_ids)
+        genes = list(dict.fromkeys(e for e in collapsed if e is not None))  # first appearance
+        Xr = sp.csr_matrix(X)
+        totals = np.asarray(Xr.sum(1)).ravel()
+        if not genes:
+            return [np.concatenate([head, tail]) for _ in range(X.shape[0])]
+        col_of = {g: i for i, g in enumerate(genes)}
+        rows = [i for i, e in enumerate(collapsed) if e is not None]
+        # (n_genes_in_data × n_unique_ids) 0/1 matrix: sums duplicated ids, as collapse_gene_ids
+        cols = [col_of[collapsed[i]] for i in rows]  # type: ignore[index]
+        summing = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(collapsed), len(genes)))
+        Xc = sp.csr_matrix(Xr @ summing)
         Xc.sort_indices()
-        totals = np.asarray(sp.csr_matrix(X).sum(1)).ravel()
+        norm = np.array([self.median[g] for g in genes])
+        tokens = np.array([self.token[g] for g in genes], dtype=np.int64)
         out = []
         for r in range(Xc.shape[0]):
             lo, hi = Xc.indptr[r], Xc.indptr[r + 1]
@@ -159,8 +275,13 @@ class GeneformerVocab:
             idx, val = idx[keep], val[keep]
             scaled = val / max(totals[r], 1e-12) * 10_000 / norm[idx]
             order = np.argsort(-scaled, kind="stable")
-            out.append(tokens[idx[order]][:max_len])
+            out.append(np.concatenate([head, tokens[idx[order]][:body], tail]))
         return out
+
+
+def model_version(config: dict[str, Any]) -> str:
+    """Geneformer series of a model ``config.json``: V2 takes 4,096 tokens, V1 2,048."""
+    return "V2" if int(config.get("max_position_embeddings", 0)) >= 4096 else "V1"
 
 
 def _torch() -> Any:
@@ -253,6 +374,7 @@ class GeneformerAdapter(
         finetune_lr: float | None = None,
         batch_size: int = 16,
         emb_layer: int = -1,
+        emb_mode: str | None = None,
         corpus: Sequence[str] = DEFAULT_CORPUS,
         **kwargs: Any,
     ) -> None:
@@ -268,12 +390,18 @@ class GeneformerAdapter(
             finetune_lr=finetune_lr,
             batch_size=batch_size,
             emb_layer=emb_layer,
+            emb_mode=emb_mode,
             corpus=list(corpus),
             **kwargs,
         )
+        if emb_mode not in (None, "cls", "cell"):
+            raise InputError(f"geneformer: emb_mode={emb_mode!r}; use 'cls' (V2 only) or 'cell'")
         self.checkpoint_path = checkpoint_setting(checkpoint, "GENEFORMER_CHECKPOINT")
         self.vocab_dir = vocab_dir
+        self._input_size_set = model_input_size is not None
         self.model_input_size = int(model_input_size or (256 if self.quick else 2048))
+        self.emb_mode = emb_mode
+        self.version_: str | None = None
         self.architecture = dict(architecture or (QUICK_ARCH if self.quick else V1_ARCH))
         self.pretrain_epochs = int(
             pretrain_epochs if pretrain_epochs is not None else (1 if self.quick else 3)
@@ -308,10 +436,63 @@ class GeneformerAdapter(
 
     # -- model -----------------------------------------------------------------------------
     def vocab(self) -> GeneformerVocab:
-        """Return the Geneformer dictionaries (loaded once)."""
+        """Return the Geneformer dictionaries (loaded once).
+
+        ``vocab_dir`` if given; else the dictionaries inside the checkpoint directory if it
+        holds them (``*token_dictionary*.pkl`` …); else the ``geneformer_vocab`` card (V1).
+        """
         if self.vocab_ is None:
-            self.vocab_ = GeneformerVocab.load(self.vocab_dir)
+            directory = self.vocab_dir
+            if directory is None and self.checkpoint_path is not None and self.checkpoint_path.is_dir():
+                if any(self.checkpoint_path.glob("*token_dictionary*.pkl")):
+                    directory = str(self.checkpoint_path)
+            self.vocab_ = GeneformerVocab.load(directory)
         return self.vocab_
+
+    def release_config(self) -> dict[str, Any]:
+        """The checkpoint's ``config.json``, checked against the dictionaries.
+
+        Records ``geneformer_version`` (V1/V2) in the params; the model input size becomes the
+        config's ``max_position_embeddings`` (V1 2,048, V2 4,096) unless set.
+
+        Raises
+        ------
+        InputError
+            ``config.json`` is missing or unreadable, or the model's series, ``vocab_size`` or
+            special tokens disagree with the dictionaries (e.g. a V2 model with V1 dictionaries).
+
+        """
+        import json
+
+        assert self.checkpoint_path is not None
+        path = self.checkpoint_path / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"{path}: cannot read the Geneformer model config ({exc}); pass the model directory "
+                "(config.json + model.safetensors or pytorch_model.bin)"
+            ) from exc
+        if not isinstance(config, dict) or "vocab_size" not in config:
+            raise InputError(f"{path}: not a BERT config.json (no vocab_size)")
+        vocab = self.vocab()
+        version = model_version(config)
+        n_vocab = len(vocab.token)
+        if version != vocab.version or int(config["vocab_size"]) != n_vocab:
+            has = "has" if vocab.version == "V2" else "lacks"
+            raise InputError(
+                f"{self.checkpoint_path}: Geneformer {version} model (max_position_embeddings "
+                f"{config.get('max_position_embeddings')}, vocab_size {config['vocab_size']}) but the "
+                f"dictionaries of {vocab.source} are {vocab.version} ({n_vocab} tokens, {has} "
+                "<cls>/<eos>); pass vocab_dir= with the token/median dictionaries released with "
+                f"this model ({'gc104M/gc95M' if version == 'V2' else 'gc30M'})"
+            )
+        self.version_ = version
+        self.params["geneformer_version"] = version
+        if not self._input_size_set:
+            self.model_input_size = int(config["max_position_embeddings"])
+        log.info("geneformer: %s model at %s (%d tokens)", version, self.checkpoint_path, n_vocab)
+        return config
 
     def gene_vocabulary(self) -> GeneVocabulary:
         """The Ensembl ids Geneformer can rank-encode (its gene median dictionary), no model built."""
@@ -347,23 +528,32 @@ class GeneformerAdapter(
         from transformers import BertForMaskedLM
 
         assert self.checkpoint_path is not None
-        _weights_file(self.checkpoint_path)
-        model = BertForMaskedLM.from_pretrained(str(self.checkpoint_path))
-        n_vocab = len(self.vocab().token)
-        if model.config.vocab_size != n_vocab:
+        config = self.release_config()
+        weights = _weights_file(self.checkpoint_path)
+        if weights.suffix == ".bin":  # refuse anything torch.load(weights_only=True) would not rebuild
+            load_state_dict(weights, "Geneformer pytorch_model.bin")
+        else:
+            safetensors_names(weights, "Geneformer model.safetensors")
+        try:
+            model = BertForMaskedLM.from_pretrained(str(self.checkpoint_path))
+        except (OSError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise InputError(
-                f"{self.checkpoint_path}: vocab_size {model.config.vocab_size} does not match the "
-                f"Geneformer dictionary ({n_vocab} tokens); pass vocab_dir= with the model's own "
-                "token/median dictionaries (V2 models use the 95M dictionaries)"
-            )
+                f"{weights}: cannot load the Geneformer weights ({first}); the file is truncated or "
+                "does not belong to config.json — download it again and check its sha256"
+            ) from exc
+        if model.config.vocab_size != config["vocab_size"]:  # pragma: no cover - transformers checks
+            raise InputError(f"{weights}: weights do not match config.json")
         self.model_input_size = min(self.model_input_size, model.config.max_position_embeddings)
         return model.eval()
 
     def tokenize(self, adata: ad.AnnData, what: str = "cells") -> list[np.ndarray]:
         """Rank-value encode the cells of ``adata`` (records gene coverage)."""
+        if self.checkpoint_path is not None and self.version_ is None:
+            self.release_config()  # dictionaries and model must be of one series before any work
         vocab = self.vocab()
         ids = var_gene_ids(adata, "ensembl", vocab.mapper())
-        known = [e if e in vocab.median else None for e in ids]
+        known = vocab.collapse(ids)
         cov = Coverage(
             adata.n_vars,
             sum(e is not None for e in known),
@@ -380,7 +570,28 @@ class GeneformerAdapter(
             X.data = np.exp2(X.data) - 1
         elif kind != "counts":
             raise InputError(f"geneformer needs counts or log-normalised values, got {kind!r}")
-        return vocab.rank_encode(X, known, self.model_input_size)
+        return vocab.rank_encode(X, ids, self.model_input_size)
+
+    @property
+    def emb_mode_(self) -> str:
+        """``emb_mode``, else ``cls`` for V2 dictionaries and ``cell`` (mean) for V1."""
+        mode = self.emb_mode or ("cls" if self.vocab().version == "V2" else "cell")
+        if mode == "cls" and self.vocab().version != "V2":
+            raise InputError("geneformer: emb_mode='cls' needs a V2 model (V1 has no <cls> token)")
+        return mode
+
+    def _pool(self, hidden: Any, ids: Any, attn: Any) -> Any:
+        """Cell embedding of a batch: ``<cls>`` state, or the mean over gene tokens.
+
+        Geneformer's ``EmbExtractor``: ``emb_mode="cls"`` takes the ``<cls>`` position (V2);
+        ``"cell"`` averages the non-padding tokens, leaving out ``<cls>``/``<eos>`` (V2).
+        """
+        if self.emb_mode_ == "cls":
+            return hidden[:, 0, :]
+        torch = _torch()
+        genes = attn.bool() & ~torch.isin(ids, torch.as_tensor(sorted(self.vocab().special_ids)))
+        m = genes.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
     def _mask(self, ids: Any, attn: Any, gen: Any) -> tuple[Any, Any]:
         """Apply BERT masking (15 %; 80 % <mask>, 10 % random gene, 10 % kept)."""
@@ -482,8 +693,7 @@ class GeneformerAdapter(
                 hidden = bert(input_ids=ids, attention_mask=attn, output_hidden_states=True).hidden_states[
                     layer
                 ]
-                m = attn.unsqueeze(-1).to(hidden.dtype)
-                out[start : start + len(ids)] = ((hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy()
+                out[start : start + len(ids)] = self._pool(hidden, ids, attn).numpy()
         return out
 
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:

@@ -64,6 +64,7 @@ from benchmarks.interface import (
     PerturbationMixin,
     TaskKind,
 )
+from benchmarks.weights_io import load_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -299,34 +300,42 @@ class ScGPTAdapter(
         )
 
     def _load_into(self, model: Any, state: dict[str, Any], what: str) -> Any:
+        """Load a released state dict as ``scgpt.utils.load_pretrained`` does, but refuse gaps.
+
+        Every core parameter (gene encoder, value encoder, transformer) must be present with
+        the shape ``args.json`` + ``vocab.json`` give; the first missing or mis-shaped one is
+        named (a vocabulary of another size shows as ``encoder.embedding.weight``).
+        """
         scgpt = _scgpt()
         own = model.state_dict()
         renamed = {k.replace("Wqkv.", "in_proj_"): v for k, v in state.items()}
-        matched = [k for k, v in renamed.items() if k in own and own[k].shape == v.shape]
         core = [k for k in own if k.startswith(("encoder.", "value_encoder.", "transformer_encoder."))]
-        missing = [k for k in core if k not in matched]
-        if missing:
-            raise InputError(
-                f"scgpt: {what} does not fit the model of args.json ({len(missing)} core "
-                f"parameters missing or mis-shaped, e.g. {missing[:3]}); check that args.json, "
-                "vocab.json and best_model.pt belong together"
-            )
+        for k in core:
+            if k not in renamed:
+                raise InputError(
+                    f"scgpt: {what} lacks parameter {k!r} that the model of args.json has; "
+                    "check that args.json, vocab.json and best_model.pt belong together"
+                )
+            if tuple(renamed[k].shape) != tuple(own[k].shape):
+                raise InputError(
+                    f"scgpt: {what} parameter {k!r} has shape {tuple(renamed[k].shape)}, the model "
+                    f"of args.json + vocab.json ({len(self.vocab())} tokens) expects "
+                    f"{tuple(own[k].shape)}; check that args.json, vocab.json and best_model.pt "
+                    "belong together"
+                )
         scgpt.utils.load_pretrained(model, state, verbose=False)
         return model
 
     def base(self, tokens: list[tuple[np.ndarray, np.ndarray]] | None = None) -> Any:
         """Return the base ``TransformerModel`` (loaded, or trained from scratch on ``tokens``)."""
         if self.base_ is None:
-            import torch
-
-            model = self.new_base()
-            if self.checkpoint_path is not None:
-                state = torch.load(self.checkpoint_path / "best_model.pt", map_location="cpu")
-                self.base_ = self._load_into(model, state, "best_model.pt").eval()
+            if self.checkpoint_path is not None:  # the file is checked before a model is built
+                state = load_state_dict(self.checkpoint_weights(), "scGPT best_model.pt")
+                self.base_ = self._load_into(self.new_base(), state, str(self.checkpoint_weights())).eval()
             else:
                 if tokens is None:
                     tokens = self._corpus_tokens()
-                self.base_ = self._train_gep(model, tokens, self.pretrain_epochs)
+                self.base_ = self._train_gep(self.new_base(), tokens, self.pretrain_epochs)
         return self.base_
 
     # -- data ------------------------------------------------------------------------------

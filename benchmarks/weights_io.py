@@ -1,0 +1,118 @@
+"""Read user-supplied weight files without running code from them.
+
+Every ``torch.load`` of a file a user names goes through :func:`load_tensor_file`, which uses
+``torch.load(weights_only=True)``: PyTorch's restricted unpickler rebuilds tensors, containers,
+strings and numbers only. A file that needs arbitrary unpickling (a pickled model object, a
+``__reduce__`` payload) is refused, as are truncated files and files that are not PyTorch
+archives; each failure is an :class:`~benchmarks.errors.InputError` with a one-line message.
+torch is imported inside the functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks.errors import InputError
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def load_tensor_file(path: str | Path, what: str) -> Any:
+    """Return the object stored in a PyTorch file, read with ``weights_only=True``.
+
+    Parameters
+    ----------
+    path
+        The ``.pt`` / ``.bin`` / ``.ckpt`` file.
+    what
+        What the file is meant to be (used in messages), e.g. ``"scGPT best_model.pt"``.
+
+    Raises
+    ------
+    InputError
+        The file is missing, truncated, not a PyTorch archive, or holds objects outside the
+        ``weights_only`` allow-list.
+
+    """
+    import pickle
+
+    import torch
+
+    f = Path(path)
+    if not f.is_file():
+        raise InputError(f"{f}: {what} not found; pass the path of the downloaded file")
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            f"{f}: refused to load {what}: it holds objects other than tensors, containers and "
+            f"numbers, which torch.load(weights_only=True) does not rebuild ({_first_line(exc)[:80]}); "
+            "it is not a weights file, or was saved as a whole pickled model — re-save its "
+            "state_dict() with torch.save"
+        ) from exc
+    except (RuntimeError, KeyError, EOFError, ValueError, OSError, IndexError) as exc:
+        size = f.stat().st_size
+        raise InputError(
+            f"{f}: cannot read {what} ({size:,} bytes): the file is truncated or not a PyTorch "
+            f"file ({_first_line(exc)[:120]}); download it again and check its sha256 "
+            "(cgcbench weights list)"
+        ) from exc
+
+
+def tensors_only(obj: Any, path: str | Path, what: str) -> dict[str, Any]:
+    """Return ``obj`` as a ``{name: tensor}`` dict, or refuse it naming the first non-tensor.
+
+    Raises
+    ------
+    InputError
+        ``obj`` is not a mapping of parameter names to tensors.
+
+    """
+    import torch
+
+    if not isinstance(obj, Mapping) or not obj:
+        raise InputError(
+            f"{path}: {what} holds no tensor state dict (found {type(obj).__name__}); pass the "
+            "release's weight file"
+        )
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise InputError(
+            f"{path}: {what} holds no tensor state dict ({len(bad)} of {len(obj)} entries are not "
+            f"tensors, e.g. {bad[0]!r}); pass the release's weight file"
+        )
+    return {str(k): v for k, v in obj.items()}
+
+
+def load_state_dict(path: str | Path, what: str) -> dict[str, Any]:
+    """:func:`load_tensor_file` + :func:`tensors_only`: a flat ``{name: tensor}`` state dict."""
+    return tensors_only(load_tensor_file(path, what), path, what)
+
+
+def safetensors_names(path: str | Path, what: str) -> dict[str, tuple[int, ...]]:
+    """Return ``{name: shape}`` of a ``.safetensors`` file (header only; no code can run).
+
+    Raises
+    ------
+    InputError
+        The file is missing, truncated or not a safetensors file.
+
+    """
+    from safetensors import safe_open
+
+    f = Path(path)
+    if not f.is_file():
+        raise InputError(f"{f}: {what} not found; pass the path of the downloaded file")
+    try:
+        with safe_open(str(f), framework="pt", device="cpu") as fh:
+            return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own SafetensorError for every defect
+        raise InputError(
+            f"{f}: cannot read {what} ({f.stat().st_size:,} bytes): the file is truncated or not a "
+            f"safetensors file ({_first_line(exc)[:120]}); download it again and check its sha256"
+        ) from exc
