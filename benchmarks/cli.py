@@ -41,6 +41,7 @@ from rich.table import Table  # noqa: E402
 
 from benchmarks.errors import CgcbenchError, InputError  # noqa: E402
 from benchmarks.summary import summarize  # noqa: E402
+from benchmarks.weights_cli import app as weights_app  # noqa: E402
 
 try:  # newer typer vendors click as ``typer._click`` and raises its usage errors, not click's
     from typer._click.exceptions import ClickException
@@ -68,6 +69,7 @@ list_app = typer.Typer(help="List registered models, suites or datasets.", no_ar
 datasets_app = typer.Typer(help="Dataset registry: list, fetch and verify cards.", no_args_is_help=True)
 app.add_typer(list_app, name="list")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(weights_app, name="weights")
 
 
 def _mount_optional() -> None:

@@ -116,7 +116,9 @@ def _mean_gene_state(model, seqs, layer, special) -> np.ndarray:
     out = []
     with torch.no_grad():
         for s in seqs:
-            h = model.bert(input_ids=torch.as_tensor(s)[None], output_hidden_states=True).hidden_states[layer][0]
+            h = model.bert(input_ids=torch.as_tensor(s)[None], output_hidden_states=True).hidden_states[
+                layer
+            ][0]
             out.append(h[0].numpy() if special else h.mean(0).numpy())
     return np.stack(out)
 
@@ -155,16 +157,22 @@ def test_geneformer_v2_directory(v2_dir: Path, kang_small) -> None:
     full = []
     with torch.no_grad():
         for s in seqs:
-            h = ref.bert(input_ids=torch.as_tensor(s)[None], output_hidden_states=True).hidden_states[N_LAYERS - 1]
+            h = ref.bert(input_ids=torch.as_tensor(s)[None], output_hidden_states=True).hidden_states[
+                N_LAYERS - 1
+            ]
             full.append(h[0, 1:-1].mean(0).numpy())
     np.testing.assert_allclose(mean, np.stack(full), atol=1e-5)
 
 
-def test_v2_model_with_v1_dictionaries_is_refused(v2_dir: Path, tmp_path: Path, kang_small, shared_data) -> None:
-    with pytest.raises(InputError, match=r"V2 model .*4096.*dictionaries .* are V1 \(25426 tokens, lacks <cls>/<eos>\)"):
-        GeneformerAdapter(seed=0, checkpoint=str(v2_dir), vocab_dir=str(shared_data / "vocab" / "geneformer")).tokenize(
-            kang_small[:3]
-        )
+def test_v2_model_with_v1_dictionaries_is_refused(
+    v2_dir: Path, tmp_path: Path, kang_small, shared_data
+) -> None:
+    with pytest.raises(
+        InputError, match=r"V2 model .*4096.*dictionaries .* are V1 \(25426 tokens, lacks <cls>/<eos>\)"
+    ):
+        GeneformerAdapter(
+            seed=0, checkpoint=str(v2_dir), vocab_dir=str(shared_data / "vocab" / "geneformer")
+        ).tokenize(kang_small[:3])
     bare = tmp_path / "Geneformer-V2-104M"  # weights without their dictionaries: card = V1
     bare.mkdir()
     for f in ("config.json", "model.safetensors"):

@@ -41,11 +41,24 @@ def _release_dir(tmp: Path, mirror: Path) -> tuple[Path, torch.nn.Module]:
     vocab = scgpt.tokenizer.GeneVocab.from_file(out / "vocab.json")
     torch.manual_seed(1)
     model = scgpt.model.TransformerModel(
-        ntoken=len(vocab), d_model=args["embsize"], nhead=args["nheads"], d_hid=args["d_hid"],
-        nlayers=args["nlayers"], nlayers_cls=args["n_layers_cls"], n_cls=1, vocab=vocab,
-        dropout=args["dropout"], pad_token=args["pad_token"], pad_value=args["pad_value"],
-        do_mvc=True, do_dab=False, use_batch_labels=False, domain_spec_batchnorm=False,
-        explicit_zero_prob=False, use_fast_transformer=False, pre_norm=False,
+        ntoken=len(vocab),
+        d_model=args["embsize"],
+        nhead=args["nheads"],
+        d_hid=args["d_hid"],
+        nlayers=args["nlayers"],
+        nlayers_cls=args["n_layers_cls"],
+        n_cls=1,
+        vocab=vocab,
+        dropout=args["dropout"],
+        pad_token=args["pad_token"],
+        pad_value=args["pad_value"],
+        do_mvc=True,
+        do_dab=False,
+        use_batch_labels=False,
+        domain_spec_batchnorm=False,
+        explicit_zero_prob=False,
+        use_fast_transformer=False,
+        pre_norm=False,
     ).eval()
     with torch.no_grad():  # non-trivial norms, so a skipped LayerNorm would show
         for name, p in model.named_parameters():
