@@ -1,7 +1,9 @@
 """``cgc``: the cgcbench adapter of Cell-Graph Compass (the one bridge between ``cgc`` and the harness).
 
 * **weights** — ``checkpoint=`` / ``$CGC_CHECKPOINT`` (a checkpoint or run directory written by
-  ``cgcbench pretrain``); ``init="pretrained"``. Otherwise a small CGC is pre-trained here
+  ``cgcbench pretrain``, or the official ``CGCompass_pretrain_weights.pt`` file with
+  ``official_text=`` — see :mod:`baselines.cgc_official`); ``init="pretrained"``.
+  Otherwise a small CGC is pre-trained here
   (:mod:`baselines.cgc_pretraining`): on every real human cell set with gene symbols in the
   registry plus SERGIO cells, **minus the data set being evaluated** (the harness tells the
   adapter through :meth:`bind_dataset`), lazily on first use and cached by content hash;
@@ -143,7 +145,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     ----------
     checkpoint
         Checkpoint or run directory (default ``$CGC_CHECKPOINT``); without one, a small CGC is
-        pre-trained on the local corpus and cached (see the module docstring).
+        pre-trained on the local corpus and cached (see the module docstring). A **file** is
+        the official CGCompass release (``CGCompass_pretrain_weights.pt``), run with the
+        architecture profile ``official`` (:mod:`baselines.cgc_official`): cell and gene
+        embeddings, zero-shot.
+    official_text, official_vocab
+        With the official weights: the release's ``embeding.pickle`` (required by the
+        summary-embedding encoder) and ``vocab.json`` (default: card ``cgc_vocab``).
     pretrained
         ``False``: same architecture and priors, random weights (``no-pretrain``).
     use_graph, edge_types, node_features
@@ -251,6 +259,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         neg_ratio: float = 3.0,
         change_threshold: float | None = None,
         device: str | None = None,
+        official_text: str | None = None,
+        official_vocab: str | None = None,
         **kwargs: Any,
     ) -> None:
         quick = bool(kwargs.get("quick", False))
@@ -296,6 +306,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "neg_ratio": float(neg_ratio),
             "change_threshold": None if change_threshold is None else float(change_threshold),
             "device": device,
+            "official_text": official_text,
+            "official_vocab": official_vocab,
         }
         if settings["gene_readout"] not in ("token", "text", "node"):
             raise InputError(f"cgc: gene_readout={gene_readout!r}; use 'token' (emb_g, the paper's), "
@@ -318,9 +330,42 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._metrics: dict[str, float] = {}
         self._eval_datasets: tuple[str, ...] = ()
         self._panel_ids: np.ndarray | None = None
+        self._official: Any = None
 
     requires = ("torch_geometric",)
     install_hint = "pip install 'torch-geometric>=2.6,<2.9' (a dependency of cgcbench)"
+
+    def official(self) -> Any:
+        """The official-release runner when ``checkpoint`` names a file, else ``None``.
+
+        A file is the official CGCompass weights (``CGCompass_pretrain_weights.pt``); a
+        directory is a cgcbench checkpoint. See :mod:`baselines.cgc_official`.
+        """
+        from baselines.gene_ids import checkpoint_setting
+
+        path = checkpoint_setting(self.s["checkpoint"], CHECKPOINT_ENV)
+        if path is None or not path.is_file():
+            return None
+        if self._official is None:
+            from baselines.cgc_official import OfficialCGCRunner
+            from benchmarks.data.fetch import sha256_file
+
+            self._official = OfficialCGCRunner(path, self.s["official_text"], self.s["official_vocab"],
+                                               seed=self.seed)
+            self._checkpoint_sha = sha256_file(path)
+            self.params.update(self._official.params)
+            self.params |= {"checkpoint_source": "user", "checkpoint_path": str(path),
+                            "checkpoint_sha256": self._checkpoint_sha,
+                            "release": "CGCompass (official weights, architecture profile 'official')"}
+        return self._official
+
+    def _official_only(self, what: str) -> None:
+        if self.official() is not None:
+            raise InputError(
+                f"cgc: {what} with the official CGCompass weights is not implemented here (they give "
+                "cell and gene embeddings zero-shot); fine-tuning heads run on cgcbench checkpoints "
+                "(a checkpoint directory)"
+            )
 
     def gene_vocabulary(self) -> GeneVocabulary:
         """CGC's gene symbols, read from file only (no priors, no model, no pre-training).
@@ -332,6 +377,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         from cgc.train.checkpoint import resolve_checkpoint
 
         path = checkpoint_setting(self.s["checkpoint"], CHECKPOINT_ENV)
+        if path is not None and path.is_file():  # official weights: the official vocab.json
+            vocab = Path(self.s["official_vocab"]) if self.s["official_vocab"] else None
+            if vocab is None:
+                return GeneVocabulary.from_card("cgc_vocab", id_type="symbol", min_coverage=0.1)
+            tokens = json.loads(vocab.read_text())
+            return GeneVocabulary(frozenset(map(str, tokens)), id_type="symbol", source=str(vocab),
+                                  min_coverage=0.1)
         if path is not None:
             vocab = resolve_checkpoint(path) / "priors" / "vocab.json"
             if vocab.is_file():
@@ -534,8 +586,12 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     def embed_genes(self, genes: Sequence[str], id_type: str = "symbol") -> pd.DataFrame:
         """Zero-shot gene embeddings (``gene_readout``) of the genes in the vocabulary (index = ids as given).
 
-        Read from the weights as loaded (pre-trained), never from a fine-tuned copy.
+        Read from the weights as loaded (pre-trained), never from a fine-tuned copy. With the
+        official weights: the gene encoder's output ``LayerNorm(emb(token))``.
         """
+        runner = self.official()
+        if runner is not None:
+            return runner.embed_genes(genes, id_type)
         priors = self.priors
         if id_type not in ("symbol", "ensembl"):
             raise InputError(f"cgc.embed_genes: id_type={id_type!r}; use 'symbol' or 'ensembl'")
@@ -550,7 +606,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     # ------------------------------------------------------------------------------ cell embeddings
     def fit(self, adata: ad.AnnData, batch_key: str | None = None) -> None:
-        """Fine-tune on ``adata`` (masked losses + domain adaptation + ECS, SPEC §5.3)."""
+        """Fine-tune on ``adata`` (masked losses + domain adaptation + ECS, SPEC §5.3).
+
+        With the official weights: nothing (zero-shot embeddings, as the release is used).
+        """
+        if self.official() is not None:
+            self.params["official_mode"] = "zero-shot (no fine-tuning)"
+            return
         cm = self._cells(adata, fit_panel=True)
         rows = self._subsample(cm.n_cells, 1)
         sub = cm.subset(rows)
@@ -570,6 +632,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     def embed_cells(self, adata: ad.AnnData) -> np.ndarray:
         """Cell embeddings ``h_c`` (of the fine-tuned model when ``fit``/``fit_classifier`` ran)."""
+        runner = self.official()
+        if runner is not None:
+            return runner.embed_cells(adata)
         model = self._cell_model or self.model
         cm = self._cells(adata)
         return cell_outputs(model, embedding_graphs(model, cm, self.seed))
@@ -577,6 +642,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     # ------------------------------------------------------------------------------ annotation
     def fit_classifier(self, reference: ad.AnnData, label_key: str) -> None:
         """Fine-tune the encoder with a 3-layer MLP on ``h_c`` (cross-entropy, SPEC §5.4)."""
+        self._official_only("annotation fine-tuning")
         if label_key not in reference.obs:
             raise InputError(f"cgc.fit_classifier: label_key={label_key!r} is not a column of obs")
         cm = self._cells(reference, fit_panel=True)
@@ -626,6 +692,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     # ------------------------------------------------------------------------------ perturbation
     def fit_perturbation(self, train: ad.AnnData, condition_key: str = "condition") -> None:
         """Fine-tune the encoder and a per-gene decoder on (control cell → perturbed cell) pairs."""
+        self._official_only("perturbation fine-tuning")
         from baselines.perturbation_controls import condition_genes
 
         if condition_key not in train.obs:
@@ -711,6 +778,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     def fit_knockout(self, train: ad.AnnData, ko_key: str = "ko_gene") -> None:
         """Fine-tune the encoder and the knockout decoder on (before, after) pairs."""
+        self._official_only("knockout fine-tuning")
         obs = train.obs
         for col in ("pair_id", "state", ko_key):
             if col not in obs:

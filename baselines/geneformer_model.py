@@ -489,6 +489,7 @@ class GeneformerAdapter(
             )
         self.version_ = version
         self.params["geneformer_version"] = version
+        self.params["release"] = f"Geneformer {version} ({self.checkpoint_path.name})"
         if not self._input_size_set:
             self.model_input_size = int(config["max_position_embeddings"])
         log.info("geneformer: %s model at %s (%d tokens)", version, self.checkpoint_path, n_vocab)

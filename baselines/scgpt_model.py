@@ -66,6 +66,17 @@ from benchmarks.interface import (
 )
 from benchmarks.weights_io import load_state_dict
 
+
+def release_name(directory: Path) -> str:
+    """``scGPT_human`` when ``vocab.json`` is the whole-human release's, else a generic name."""
+    from benchmarks.data.fetch import sha256_file
+    from benchmarks.weights import RELEASES
+
+    whole_human = next(r for r in RELEASES if r.name == "scGPT_human")
+    if sha256_file(directory / "vocab.json") == whole_human.sha256["vocab.json"]:
+        return "scGPT_human"
+    return "scGPT release directory (vocab.json of another release)"
+
 log = logging.getLogger(__name__)
 
 PAD, CLS_TOKEN, EOC = "<pad>", "<cls>", "<eoc>"
@@ -232,8 +243,15 @@ class ScGPTAdapter(
             scgpt = _scgpt()
             if self.checkpoint_path is not None:
                 path = self.checkpoint_path / "vocab.json"
-                with open(self.checkpoint_path / "args.json") as fh:
-                    self.args_ = json.load(fh)
+                try:
+                    with open(self.checkpoint_path / "args.json") as fh:
+                        self.args_ = json.load(fh)
+                except (OSError, ValueError) as exc:
+                    raise InputError(
+                        f"{self.checkpoint_path / 'args.json'}: cannot read the scGPT args.json ({exc}); "
+                        "pass the release directory (args.json, vocab.json, best_model.pt)"
+                    ) from exc
+                self.params["release"] = release_name(self.checkpoint_path)
                 if not self._max_seq_len_set:  # the released model's own input length
                     self.max_seq_len = int(self.args_.get("max_seq_len", self.max_seq_len))
             else:

@@ -38,6 +38,17 @@ class SummaryRow:
         return "—"
 
 
+COLLAPSE_NOTE = "predicts one class (collapsed to a constant; no better than the majority control)"
+
+
+def _collapsed(finished: list[dict[str, Any]], model: dict[str, Any]) -> set[str]:
+    """Flag a non-control model whose annotation predictions were all one class (any seed)."""
+    if model.get("is_control"):
+        return set()
+    n = sum(1 for r in finished if r["metrics"].get("predicted_classes") == 1)
+    return {f"{COLLAPSE_NOTE}: {n}/{len(finished)} seeds"} if n else set()
+
+
 def summarize(records: Iterable[dict[str, Any]], metrics: Sequence[str] | None = None) -> list[SummaryRow]:
     """Group records by (suite, dataset, model label) and aggregate metrics over seeds."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -69,7 +80,7 @@ def summarize(records: Iterable[dict[str, Any]], metrics: Sequence[str] | None =
                 is_control=bool(first.get("is_control", False)),
                 statuses=statuses,
                 metrics=agg,
-                reasons=sorted({r["reason"] for r in recs if r.get("reason")}),
+                reasons=sorted({r["reason"] for r in recs if r.get("reason")} | _collapsed(finished, first)),
                 errors=sorted(
                     {f"{r['error']['type']}: {r['error']['message'][:200]}" for r in recs if r.get("error")}
                 ),

@@ -18,6 +18,8 @@ Protocol
     the seen query cells (``sklearn.metrics.precision_recall_fscore_support``,
     ``average="macro"``, ``zero_division=0``), as in the CGC/scGPT papers.
   - ``unseen_fraction`` — fraction of query cells with labels unseen in the reference.
+  - ``predicted_classes`` — distinct labels predicted; 1 means the model collapsed to one
+    class (the results table flags such rows of non-control models).
 * **Artifacts** — confusion matrix (true × predicted, unseen labels as extra rows), a
   predictions table, and, for adapters with cell embeddings, a UMAP of the query cells
   coloured by true and predicted label.
@@ -221,6 +223,7 @@ def annotation_metrics(
         "accuracy": float(correct.mean()),
         "accuracy_seen": float(accuracy_score(true[seen], pred[seen])),
         "unseen_fraction": float((~seen).mean()),
+        "predicted_classes": float(len(set(pred))),
     }
     seen_labels = sorted(set(true[seen]))
     p, r, f, _ = precision_recall_fscore_support(

@@ -130,6 +130,7 @@ def test_geneformer_v1_directory(v1_dir: Path, v1_vocab, kang_small) -> None:
     adapter = GeneformerAdapter(seed=0, checkpoint=str(v1_dir), batch_size=4)
     seqs = adapter.tokenize(cells)
     assert adapter.params["geneformer_version"] == "V1" and adapter.model_input_size == 2048
+    assert adapter.params["release"] == "Geneformer V1 (Geneformer-V1-10M)" and adapter.init == "pretrained"
     assert adapter.checkpoint_sha256 == sha256_file(v1_dir / "model.safetensors")
     assert all(2 not in s[:1] or v1_vocab.token.get("<cls>") is None for s in seqs)
     z = adapter.embed_cells(cells)

@@ -88,6 +88,7 @@ def test_scgpt_release_matches_package_embed_data(release, kang_small, monkeypat
     np.random.seed(0)
     ours = adapter.embed_cells(cells)
     assert adapter.max_seq_len == 1200  # the release's own args.json
+    assert adapter.params["release"] == "scGPT_human"  # vocab.json sha256 = the release's
 
     # scGPT spreads values tied on a bin edge with np.random: run the package's DataLoader in
     # this process (num_workers = min(#cpus, batch_size) = 0) so both use the same NumPy stream

@@ -1,0 +1,31 @@
+"""Annotation rows of a model that predicts one class are flagged in the results table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.suites.annotation import annotation_metrics
+from benchmarks.summary import COLLAPSE_NOTE, summarize
+
+
+def _record(model: str, pred: np.ndarray, true: np.ndarray, seed: int, control: bool = False) -> dict:
+    metrics, _ = annotation_metrics(true, pred, set(true))
+    return {"suite": "annotation", "dataset": {"name": "pbmc68k_reduced"}, "status": "FINISHED",
+            "model": {"label": model, "init": "scratch", "is_control": control}, "seed": seed,
+            "metrics": metrics}
+
+
+def test_one_class_predictions_are_flagged_for_models_not_controls() -> None:
+    true = np.array(["B", "T", "T", "NK", "T", "B"])
+    constant = np.array(["T"] * 6)
+    varied = np.array(["B", "T", "NK", "NK", "T", "B"])
+    records = [
+        _record("scgpt", constant, true, 0),
+        _record("scgpt", varied, true, 1),
+        _record("geneformer", varied, true, 0),
+        _record("majority", constant, true, 0, control=True),
+    ]
+    assert records[0]["metrics"]["predicted_classes"] == 1.0
+    rows = {r.model: r for r in summarize(records, ("accuracy",))}
+    assert rows["scgpt"].reasons == [f"{COLLAPSE_NOTE}: 1/2 seeds"]
+    assert rows["geneformer"].reasons == [] and rows["majority"].reasons == []
