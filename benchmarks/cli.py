@@ -327,9 +327,29 @@ def run(
     offline: Annotated[
         bool, typer.Option(help="write JSON records only; push them to MLflow later with `cgcbench sync`")
     ] = False,
+    executor: Annotated[
+        str, typer.Option(help="where cells run: local (this process) or dask (one task per cell)")
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="dask: worker processes of a local cluster (or workers for --cluster)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask: address of a running scheduler, tcp://HOST:PORT")
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="dask: batch-system cluster from Dask's jobqueue config (slurm, pbs, sge, lsf, …)"),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="dask: resubmit a cell whose worker died this many times, then record FAILED")
+    ] = 2,
+    memory_per_cell: Annotated[
+        str | None, typer.Option(help="dask: memory a cell may use, e.g. 8GiB (a local worker's limit)")
+    ] = None,
 ) -> None:
     """Run SUITE for every model × dataset × seed and print a results table."""
     from benchmarks.data.load import UserKeys
+    from benchmarks.executors import ExecutorSpec
     from benchmarks.registry import suite_class
     from benchmarks.runner import MatrixRunner, RunRequest
 
@@ -360,6 +380,7 @@ def run(
         timeout_per_run=timeout_per_run,
         isolate=isolate,
         offline=offline,
+        executor=ExecutorSpec(executor, workers, scheduler, cluster, retries, memory_per_cell),
     )
     with Progress(
         TextColumn("[bold]{task.description}"),

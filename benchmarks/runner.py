@@ -10,6 +10,7 @@ record, which is written last and atomically.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -23,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.cell import CellJob, execute_cell, execute_isolated
+from benchmarks.cell import CellJob, CellOutcome, execute_cell, execute_isolated
 from benchmarks.data.cards import get_card
 from benchmarks.data.load import UserKeys, is_user_file, load_dataset
 from benchmarks.errors import CgcbenchError, InputError
+from benchmarks.executors import ExecutorSpec, check_executor
 from benchmarks.interface import Suite, TaskData, config_hash
 from benchmarks.registry import ModelSpec, parse_model, suite_class
 from benchmarks.tracking.mlflow_log import MlflowLogger, default_tracking_uri, probe_server
@@ -58,6 +60,7 @@ class RunRequest:
     timeout_per_run: float | None = None
     isolate: bool = False
     offline: bool = False
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,6 +130,7 @@ class MatrixRunner:
         self.specs: list[ModelSpec] = [parse_model(m) for m in request.models]
         if not self.specs:
             raise CgcbenchError("no models given; pass --models, e.g. --models majority,pca-logreg")
+        check_executor(request.executor)  # an unreachable scheduler stops here, before any work
         self._static_prov = {
             "git": git_commit(),
             "packages": package_versions(),
@@ -180,20 +184,24 @@ class MatrixRunner:
         prepared = self.prepare()
         if not self.req.offline:  # an unreachable server is bad input: fail before any write
             probe_server(self.req.tracking_uri or default_tracking_uri(self.results_dir))
-        self.results_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_staging(self.results_dir)
-        tracker = None
-        if not self.req.offline:
-            uri = self.req.tracking_uri or default_tracking_uri(self.results_dir)
-            tracker = MlflowLogger(uri, self.results_dir)
-            tracker.check_reachable()
-        if on_total is not None:
-            on_total(self.n_cells(prepared))
-        records = []
-        for item in prepared:
-            for spec in self.specs:
-                records.append(self._run_cell(item, spec, tracker))
-        return records
+        with contextlib.ExitStack() as stack:
+            pool = None
+            if self.req.executor.kind == "dask":  # connect (or start the cluster) before any write
+                from benchmarks.executors import DaskPool
+
+                pool = stack.enter_context(DaskPool(self.req.executor, self.on_notice))
+            self.results_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(self.results_dir)
+            tracker = None
+            if not self.req.offline:
+                uri = self.req.tracking_uri or default_tracking_uri(self.results_dir)
+                tracker = MlflowLogger(uri, self.results_dir)
+                tracker.check_reachable()
+            if on_total is not None:
+                on_total(self.n_cells(prepared))
+            if pool is not None:  # one Dask task per cell; records are written here, by the client
+                return pool.run_matrix(self, prepared, tracker)
+            return [self._run_cell(item, spec, tracker) for item in prepared for spec in self.specs]
 
     def _cell_config(self, item: PreparedTask, spec: ModelSpec) -> dict[str, Any]:
         ds = item.task.dataset
@@ -210,7 +218,8 @@ class MatrixRunner:
             "task_params": item.task.params,
         }
 
-    def _job(self, item: PreparedTask, spec: ModelSpec, staging: Path) -> CellJob:
+    def job(self, item: PreparedTask, spec: ModelSpec, staging: Path) -> CellJob:
+        """The picklable job of one cell."""
         return CellJob(
             suite=self.suite.name,
             suite_quick=self.suite.quick,
@@ -223,22 +232,59 @@ class MatrixRunner:
             staging=staging,
         )
 
-    def _run_cell(self, item: PreparedTask, spec: ModelSpec, tracker: MlflowLogger | None) -> dict[str, Any]:
+    def cell_identity(self, item: PreparedTask, spec: ModelSpec) -> tuple[dict[str, Any], CellKey]:
+        """The config of a cell and the key its record is stored under."""
         config = self._cell_config(item, spec)
-        key = CellKey(self.suite.name, item.dataset, spec.label, item.seed, config_hash(config))
+        return config, CellKey(self.suite.name, item.dataset, spec.label, item.seed, config_hash(config))
+
+    def resumed_record(self, key: CellKey) -> dict[str, Any] | None:
+        """With ``--resume``: the record of a cell already finished with the same config."""
         existing = record_path(self.results_dir, key)
         if self.req.resume and existing.exists():
             rec = read_record(existing)
             if rec["status"] in ("FINISHED", "NOT_APPLICABLE"):
                 self.on_progress("skip", key, rec)
                 return rec
+        return None
+
+    def new_staging(self) -> Path:
+        """A fresh staging directory for one attempt at a cell (removed by :meth:`finish_cell`)."""
+        return Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.results_dir))
+
+    def _run_cell(self, item: PreparedTask, spec: ModelSpec, tracker: MlflowLogger | None) -> dict[str, Any]:
+        config, key = self.cell_identity(item, spec)
+        rec = self.resumed_record(key)
+        if rec is not None:
+            return rec
         self.on_progress("start", key, None)
         started = time.time()
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=self.results_dir))
+        staging = self.new_staging()
+        isolate = self.req.isolate or self.req.timeout_per_run is not None
         try:
-            job = self._job(item, spec, staging)
-            isolate = self.req.isolate or self.req.timeout_per_run is not None
+            job = self.job(item, spec, staging)
             outcome = execute_isolated(job, self.req.timeout_per_run) if isolate else execute_cell(job)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.finish_cell(item, key, config, outcome, staging, started, tracker, {"isolated": isolate})
+
+    def finish_cell(
+        self,
+        item: PreparedTask,
+        key: CellKey,
+        config: dict[str, Any],
+        outcome: CellOutcome,
+        staging: Path,
+        started: float,
+        tracker: MlflowLogger | None,
+        provenance: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Publish a cell's artifacts, log it to MLflow and write its record (last, atomically).
+
+        ``staging`` is removed; ``provenance`` is merged into the record's provenance (how
+        the cell was executed). Called in the process that owns the results directory.
+        """
+        try:
             if outcome.status == "FAILED" and outcome.error:
                 log.error("cell %s failed: %s", key.record_id, outcome.error["message"])
             record = Record(
@@ -259,7 +305,7 @@ class MatrixRunner:
         record.provenance = {
             **self._static_prov,
             "resources": outcome.resources,
-            "isolated": isolate,
+            **provenance,
             "started_at_ms": int(started * 1000),
             "ended_at_ms": int(time.time() * 1000),
         }
