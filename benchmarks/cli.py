@@ -349,7 +349,7 @@ def run(
 ) -> None:
     """Run SUITE for every model × dataset × seed and print a results table."""
     from benchmarks.data.load import UserKeys
-    from benchmarks.executors import ExecutorSpec
+    from benchmarks.executors import ExecutorSpec, check_executor
     from benchmarks.registry import suite_class
     from benchmarks.runner import MatrixRunner, RunRequest
 
@@ -382,6 +382,7 @@ def run(
         offline=offline,
         executor=ExecutorSpec(executor, workers, scheduler, cluster, retries, memory_per_cell),
     )
+    check_executor(request.executor)  # an unreachable scheduler: one line, before the progress bar
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
