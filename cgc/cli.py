@@ -27,8 +27,11 @@ PathOpt = Annotated[Path | None, typer.Option()]
 
 def _fail(exc: Exception) -> typer.Exit:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    # one line whatever the terminal width (soft_wrap), the message printed as written
+    Console(stderr=True).print("[bold red]error:[/] " + escape(str(exc)), soft_wrap=True,
+                               highlight=False)
     return typer.Exit(code=2)
 
 
@@ -99,9 +102,20 @@ def priors_build(
 
 @corpus_app.command("build")
 def corpus_build(
-    inputs: Annotated[list[Path], typer.Option(help="Input h5ad file(s); repeat the option.")],
     out: Annotated[Path, typer.Option(help="Output corpus directory.")],
+    inputs: Annotated[list[Path] | None, typer.Option(
+        help="Input h5ad file(s); repeat the option.")] = None,
+    soma: Annotated[list[str] | None, typer.Option(
+        help="TileDB-SOMA experiment URI(s) (local folder, s3://…); needs --priors.")] = None,
+    obs_filter: Annotated[str | None, typer.Option(
+        help="SOMA obs value_filter, e.g. \"cell_type == 'B cell'\" (default: every cell).")] = None,
+    soma_measurement: Annotated[str, typer.Option(help="SOMA measurement.")] = "RNA",
+    soma_layer: Annotated[str, typer.Option(
+        help="SOMA X layer (from_h5ad: data; CELLxGENE Census: raw).")] = "data",
+    soma_var_column: Annotated[str, typer.Option(
+        help="SOMA var column with gene ids (from_h5ad: var_id; Census: feature_name).")] = "var_id",
     shard_size: Annotated[int, typer.Option(help="Cells per shard.")] = 100_000,
+    chunk_size: Annotated[int, typer.Option(help="Cells read and processed at once.")] = 4096,
     seed: Annotated[int, typer.Option(help="Seed of the train/validation split.")] = 0,
     val_fraction: Annotated[float, typer.Option()] = 0.01,
     min_genes: Annotated[int, typer.Option(help="QC: minimum detected genes.")] = 200,
@@ -118,12 +132,42 @@ def corpus_build(
     gene_info: PathOpt = None, gene2go: PathOpt = None, go_terms: PathOpt = None,
     text_encoder: TextOpt = "default",
     text_cache: PathOpt = None,
+    executor: Annotated[str, typer.Option(
+        help="Where chunks are processed: local (this process) or dask.")] = "local",
+    workers: Annotated[int | None, typer.Option(
+        help="dask: worker processes of a local cluster (or workers for --cluster).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="dask: address of a running scheduler, tcp://HOST:PORT.")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="dask: batch-system cluster from Dask's jobqueue config (slurm, pbs, …).")] = None,
 ) -> None:
-    """Pre-process h5ad files into a sharded corpus (builds priors unless --priors)."""
+    """Pre-process h5ad files or SOMA experiments into a sharded corpus (builds priors unless --priors).
+
+    With ``--executor dask`` the chunks of every input are read and normalised on Dask workers
+    while this process writes the shards in order: the corpus is the same as a serial build.
+    """
     from cgc.priors.bundle import GenePriors
     from cgc.train.corpus import build_corpus
+    from cgc.train.parallel import check_executor, executor_map
+    from cgc.train.sources import SomaInput, open_source
 
+    inputs, soma = list(inputs or []), list(soma or [])
+    opened: list[Any] = []
     try:
+        if not inputs and not soma:
+            raise CGCError("no input: pass --inputs FILE.h5ad and/or --soma URI")
+        if soma and priors is None:
+            raise CGCError("--soma needs --priors BUNDLE (priors are built from h5ad files only); "
+                           "build them with `cgcbench priors build` or use a checkpoint's priors")
+        if obs_filter is not None and not soma:
+            raise CGCError("--obs-filter applies to --soma inputs; add --soma URI")
+        if out.exists() and out.is_dir() and any(out.iterdir()):
+            raise CGCError(f"corpus output {out} exists and is not empty; choose a new --out")
+        check_executor(executor, workers, scheduler, cluster)
+        # every input opened (SOMA filters evaluated) before priors or workers start
+        opened = [open_source(p) for p in inputs]
+        opened += [open_source(SomaInput(uri, obs_filter, soma_measurement, soma_layer, soma_var_column))
+                   for uri in soma]
         if priors is not None:
             pdir = priors / "priors" if (priors / "priors").is_dir() else priors
             bundle = GenePriors.load(pdir)
@@ -133,12 +177,16 @@ def corpus_build(
                            gene2go_path=gene2go, go_terms_path=go_terms)
             bundle = GenePriors.build(corpus=list(inputs), **src.as_kwargs(),
                                       **_priors_kwargs(text_encoder, text_cache, id_type))
-        path = build_corpus(list(inputs), out, bundle, shard_size=shard_size, seed=seed,
-                            val_fraction=val_fraction, id_type=id_type, normalize=normalize,
-                            min_genes=min_genes, min_mapped_fraction=min_mapped_fraction,
-                            n_hvg=n_hvg)
+        with executor_map(executor, workers, scheduler, cluster, on_notice=typer.echo) as map_fn:
+            path = build_corpus(opened, out, bundle, shard_size=shard_size, seed=seed,
+                                val_fraction=val_fraction, id_type=id_type, normalize=normalize,
+                                min_genes=min_genes, min_mapped_fraction=min_mapped_fraction,
+                                n_hvg=n_hvg, chunk_size=chunk_size, map_fn=map_fn)
     except CGCError as exc:
         raise _fail(exc) from exc
+    finally:
+        for o in opened:
+            o.close()
     typer.echo(f"corpus written to {path}")
 
 

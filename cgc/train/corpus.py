@@ -1,4 +1,4 @@
-"""Pre-processed corpus: built once from ``.h5ad`` files, streamed from memory-mapped shards.
+"""Pre-processed corpus: built once from ``.h5ad`` files or SOMA experiments, read from memory-mapped shards.
 
 Layout of a corpus directory::
 
@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from cgc.cells import GeneStats
-from cgc.errors import CorpusError, InputFileError, PriorsMismatchError
+from cgc.errors import CorpusError, PriorsMismatchError
 from cgc.preprocess import highly_variable, looks_like_counts, normalize_log1p
 from cgc.priors.bundle import GenePriors
+from cgc.train.sources import SomaInput, Source, open_source
 
 MANIFEST = "corpus.json"
 CORPUS_VERSION = 2
@@ -75,17 +77,60 @@ class _ShardWriter:
         self._reset()
 
 
-def _open(src: ad.AnnData | str | Path) -> tuple[ad.AnnData, str, bool]:
-    if isinstance(src, ad.AnnData):
-        return src, "<AnnData>", False
-    p = Path(src)
-    if not p.is_file():
-        raise InputFileError(f"corpus input {p} not found")
-    return ad.read_h5ad(p, backed="r"), str(p), True
+MapFn = Callable[..., Iterable[Any]]
+"""A ``map``-like callable: ``map_fn(fn, items)`` yields ``fn(item)`` in the order of ``items``."""
+
+
+def _windowed(map_fn: MapFn | None, fn: Callable[[Any], Any], items: Iterable[Any],
+              window: int) -> Iterator[Any]:
+    """``map_fn(fn, items)`` in order, submitting at most ``window`` items at a time.
+
+    Bounds what is in flight (and held in memory) to ``window`` chunk results whatever the
+    executor; the built-in :func:`map` is lazy already.
+    """
+    if map_fn is None:
+        yield from map(fn, items)
+        return
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= window:
+            yield from map_fn(fn, batch)
+            batch = []
+    if batch:
+        yield from map_fn(fn, batch)
+
+
+def _chunk_moments(ref: Any, mode: str, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums and sums of squares of a normalised chunk (pass 1, runs on a worker)."""
+    x, _ = _normalise(ref.read(), mode)
+    x = x[:, cols]
+    return np.asarray(x.sum(0)).ravel(), np.asarray(x.multiply(x).sum(0)).ravel()
+
+
+def _chunk_rows(item: tuple[Any, np.ndarray], mode: str, cols: np.ndarray, col_ids: np.ndarray,
+                min_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The cells of a chunk that pass QC, as CSR of vocabulary ids (pass 2, runs on a worker).
+
+    ``item`` is the chunk reference and its cells' validation flags. Returns ``(indptr,
+    genes, values, is_val, n_failed_qc)`` of the kept cells, in order.
+    """
+    ref, is_val = item
+    x, detected = _normalise(ref.read(), mode)
+    x = x[:, cols].tocsr()
+    x.eliminate_zeros()
+    keep = (detected >= min_genes) & (np.diff(x.indptr) > 0)
+    x = x[keep]
+    return (x.indptr.astype(np.int64), col_ids[x.indices].astype(np.int32),
+            x.data.astype(np.float32), is_val[keep], int((~keep).sum()))
+
+
+def _chunks(src: Source, chunk_size: int) -> list[Any]:
+    return [src.chunk(start, chunk_size) for start in range(0, src.n_obs, chunk_size)]
 
 
 def build_corpus(
-    inputs: Sequence[ad.AnnData | str | Path],
+    inputs: Sequence[ad.AnnData | str | Path | SomaInput | Source],
     out: str | Path,
     priors: GenePriors,
     shard_size: int = 100_000,
@@ -99,18 +144,25 @@ def build_corpus(
     save_priors: bool = True,
     n_hvg: int | None = None,
     panel_size: int = 1200,
+    map_fn: MapFn | None = None,
+    window: int = 8,
 ) -> Path:
-    """Pre-process ``.h5ad`` files into a sharded corpus directory.
+    """Pre-process ``.h5ad`` files or SOMA experiments into a sharded corpus directory.
 
     Per cell: QC (at least ``min_genes`` detected genes), normalisation and ``log1p``,
     mapping to the priors vocabulary (unmapped genes dropped and reported), then the
     non-zero genes are written. Cells go to the validation split with probability
-    ``val_fraction`` (seeded). Inputs are read in chunks (``backed="r"``).
+    ``val_fraction`` (seeded). Inputs are read in chunks of ``chunk_size`` cells
+    (``backed="r"``, or a SOMA read per chunk); with ``map_fn`` the chunks are read and
+    processed in parallel (at most ``window`` at a time) while this process writes the
+    shards in input order, so the corpus is the same as a serial build and memory is
+    bounded by the chunks in flight and one shard, not by the corpus.
 
     Parameters
     ----------
     inputs
-        ``.h5ad`` paths or AnnData objects (cells × genes).
+        ``.h5ad`` paths, AnnData objects (cells × genes) or :class:`SomaInput` experiments.
+        Every input is opened (and a SOMA filter evaluated) before anything is written.
     out
         Output directory (must not exist or be empty).
     priors
@@ -141,6 +193,12 @@ def build_corpus(
     panel_size
         Length of each input's gene panel (its most variable mapped genes), read by
         ``input_genes="panel"`` models.
+    map_fn
+        A ``map``-like callable (``map_fn(fn, items)`` yields results in order), e.g.
+        ``concurrent.futures.ProcessPoolExecutor().map`` or
+        :func:`cgc.train.parallel.dask_map`; ``None`` processes chunks here.
+    window
+        Chunks submitted to ``map_fn`` at once.
 
     Returns
     -------
@@ -151,59 +209,64 @@ def build_corpus(
     root = Path(out)
     if root.exists() and any(root.iterdir()):
         raise CorpusError(f"corpus output {root} exists and is not empty; choose a new --out")
+    sources: list[Source] = []
+    try:
+        for src in inputs:  # every input opened (SOMA filters evaluated) before any write
+            sources.append(open_source(src))
+        return _build(sources, root, priors, shard_size, seed, val_fraction, id_type, normalize,
+                      min_genes, min_mapped_fraction, chunk_size, save_priors, n_hvg, panel_size,
+                      map_fn, window)
+    finally:
+        for opened in sources:
+            opened.close()
+
+
+def _build(sources: list[Source], root: Path, priors: GenePriors, shard_size: int, seed: int,
+           val_fraction: float, id_type: str, normalize: str, min_genes: int,
+           min_mapped_fraction: float, chunk_size: int, save_priors: bool, n_hvg: int | None,
+           panel_size: int, map_fn: MapFn | None, window: int) -> Path:
     tmp = root.with_name(root.name + ".building")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     writers = {s: _ShardWriter(tmp, s, shard_size) for s in ("train", "val")}
-    sources = []
-    for src in inputs:
-        adata, name, backed = _open(src)
-        try:
-            ids, report = priors.map_genes(list(adata.var_names), id_type)
-            report.check(min_mapped_fraction, where=name)
-            cols = np.flatnonzero(ids >= 0)
-            # Keep the first column of each vocabulary id.
-            _, first = np.unique(ids[cols], return_index=True)
-            cols = np.sort(cols[first])
-            mode = normalize
-            if mode == "auto":
-                head = sp.csr_matrix(adata.X[: min(adata.n_obs, 1000)])
-                mode = "total" if looks_like_counts(head) else "none"
-            s1, s2 = np.zeros(len(cols)), np.zeros(len(cols))
-            for start in range(0, adata.n_obs, chunk_size):
-                x, _ = _normalised_chunk(adata, start, chunk_size, mode)
-                x = x[:, cols]
-                s1 += np.asarray(x.sum(0)).ravel()
-                s2 += np.asarray(x.multiply(x).sum(0)).ravel()
-            _write_source_stats(tmp, len(sources), ids[cols], s1, s2, adata.n_obs, panel_size)
-            if n_hvg is not None and len(cols) > n_hvg:
-                cols = cols[highly_variable(s1, s2, adata.n_obs, n_hvg)]
-            col_ids = ids[cols]
-            n_kept = n_qc = 0
-            for start in range(0, adata.n_obs, chunk_size):
-                x, detected = _normalised_chunk(adata, start, chunk_size, mode)
-                x = x[:, cols].tocsr()
-                x.eliminate_zeros()
-                split = rng.random(x.shape[0]) < val_fraction
-                for r in range(x.shape[0]):
-                    if detected[r] < min_genes:
-                        n_qc += 1
-                        continue
-                    lo, hi = x.indptr[r], x.indptr[r + 1]
-                    if hi == lo:
-                        n_qc += 1
-                        continue
-                    w = writers["val" if split[r] else "train"]
-                    w.add(col_ids[x.indices[lo:hi]], x.data[lo:hi], len(sources))
-                    n_kept += 1
-            sources.append({"source": name, "n_cells": int(adata.n_obs), "n_kept": n_kept,
-                            "n_failed_qc": n_qc, "normalize": mode,
-                            "mapping": report.to_dict()})
-        finally:
-            if backed:
-                adata.file.close()
+    manifest_sources = []
+    for k, src in enumerate(sources):
+        ids, report = priors.map_genes(src.var_names, id_type)
+        report.check(min_mapped_fraction, where=src.name)
+        cols = np.flatnonzero(ids >= 0)
+        # Keep the first column of each vocabulary id.
+        _, first = np.unique(ids[cols], return_index=True)
+        cols = np.sort(cols[first])
+        mode = normalize
+        if mode == "auto":
+            mode = "total" if looks_like_counts(src.head(1000)) else "none"
+        chunks = _chunks(src, chunk_size)
+        use = map_fn if src.remote else None
+        s1, s2 = np.zeros(len(cols)), np.zeros(len(cols))
+        for c1, c2 in _windowed(use, partial(_chunk_moments, mode=mode, cols=cols), chunks, window):
+            s1 += c1
+            s2 += c2
+        _write_source_stats(tmp, k, ids[cols], s1, s2, src.n_obs, panel_size)
+        if n_hvg is not None and len(cols) > n_hvg:
+            cols = cols[highly_variable(s1, s2, src.n_obs, n_hvg)]
+        col_ids = ids[cols]
+        # the split is drawn here, in chunk order, so it does not depend on the executor
+        splits = [rng.random(min(chunk_size, src.n_obs - i * chunk_size)) < val_fraction
+                  for i in range(len(chunks))]
+        n_kept = n_qc = 0
+        rows = partial(_chunk_rows, mode=mode, cols=cols, col_ids=col_ids, min_genes=min_genes)
+        items = zip(chunks, splits, strict=True)
+        for indptr, genes, values, is_val, failed in _windowed(use, rows, items, window):
+            n_qc += failed
+            for r in range(len(indptr) - 1):
+                lo, hi = indptr[r], indptr[r + 1]
+                writers["val" if is_val[r] else "train"].add(genes[lo:hi], values[lo:hi], k)
+            n_kept += len(indptr) - 1
+        manifest_sources.append({"source": src.name, "n_cells": int(src.n_obs), "n_kept": n_kept,
+                                 "n_failed_qc": n_qc, "normalize": mode,
+                                 "mapping": report.to_dict()})
     for w in writers.values():
         w.flush()
     shards = writers["train"].shards + writers["val"].shards
@@ -221,7 +284,7 @@ def build_corpus(
         "min_genes": min_genes,
         "id_type": id_type,
         "shards": shards,
-        "sources": sources,
+        "sources": manifest_sources,
         "n_train": sum(s["n_cells"] for s in writers["train"].shards),
         "n_val": sum(s["n_cells"] for s in writers["val"].shards),
     }
@@ -248,10 +311,8 @@ def _write_source_stats(root: Path, k: int, ids: np.ndarray, s1: np.ndarray, s2:
     np.save(d / "panel.npy", ids[order].astype(np.int64))
 
 
-def _normalised_chunk(adata: ad.AnnData, start: int, size: int, mode: str
-                      ) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Read cells ``start:start+size``; return normalised values and detected-gene counts."""
-    x = sp.csr_matrix(adata.X[start : start + size], dtype=np.float32)
+def _normalise(x: sp.csr_matrix, mode: str) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Normalise raw chunk values; return them with the detected-gene count of each cell."""
     detected = np.diff(x.indptr)
     if mode == "total":
         x = normalize_log1p(x)
