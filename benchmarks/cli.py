@@ -259,7 +259,15 @@ def _results_table(records: list[dict[str, Any]], metrics: tuple[str, ...], suit
 @app.command()
 def run(
     suite: Annotated[str, typer.Argument(help="suite name (cgcbench list suites)")],
-    models: Annotated[str, typer.Option("--models", "-m", help="comma-separated model[:variant] names")],
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            "-m",
+            help="comma-separated model[:variant] names (may be omitted with --embedding-key or "
+            "--gene-embeddings: the suite's controls run beside your embedding)",
+        ),
+    ] = None,
     datasets: Annotated[
         str | None,
         typer.Option(
@@ -299,6 +307,17 @@ def run(
     model_option: Annotated[
         list[str] | None,
         typer.Option("--model-set", help="model option MODEL.KEY=VALUE (repeatable)"),
+    ] = None,
+    embedding_key: Annotated[
+        str | None,
+        typer.Option(help="clustering/annotation: score your own cell embedding .obsm[KEY] as obsm:KEY"),
+    ] = None,
+    gene_embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            help="gene-classification/grn: score your own gene embedding table (.parquet or .csv, "
+            "index = gene symbol or Ensembl id) as model genes:FILE_STEM"
+        ),
     ] = None,
     quick: Annotated[bool, typer.Option(help="tiny settings that finish in about a minute")] = False,
     results_dir: Annotated[
@@ -348,6 +367,7 @@ def run(
     ] = None,
 ) -> None:
     """Run SUITE for every model × dataset × seed and print a results table."""
+    from benchmarks.api import expand_models
     from benchmarks.data.load import UserKeys
     from benchmarks.executors import ExecutorSpec, check_executor
     from benchmarks.registry import suite_class
@@ -365,9 +385,12 @@ def run(
         if not sep:
             raise InputError(f"--model-set {key}: expected MODEL.KEY=VALUE, e.g. pca-logreg.n_pcs=30")
         model_params.setdefault(model, {})[field] = value
+    model_list = expand_models(suite, _split_csv(models), embedding_key, gene_embeddings)
+    if gene_embeddings is not None:
+        model_params.setdefault("genes", {})["path"] = str(gene_embeddings.expanduser().resolve())
     request = RunRequest(
         suite=suite,
-        models=_split_csv(models),
+        models=model_list,
         datasets=_split_csv(datasets),
         seeds=_parse_seeds(seeds),
         keys=keys,

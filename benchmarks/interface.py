@@ -175,6 +175,9 @@ class ModelAdapter(abc.ABC):
     install_hint: ClassVar[str] = ""
     """How to install :attr:`requires` (e.g. ``pip install --no-deps scgpt==0.2.4``)."""
     """Named variants: ``"no-graph" -> {"use_graph": False}`` lets ``model:no-graph`` work."""
+    free_variant: ClassVar[str] = ""
+    """When set, any variant string is accepted and names this (e.g. ``"obsm key"`` for
+    ``obsm:X_mine``); the adapter reads it from :attr:`variant`."""
     zero_shot_seed_params: ClassVar[Mapping[str, Any]] = {}
     """Settings that make the benchmark seed reach pre-training (e.g. ``{"pretrain_seed": "run"}``).
 
@@ -357,6 +360,8 @@ class Suite(abc.ABC):
     higher_is_better: ClassVar[Mapping[str, bool]] = {}
     default_datasets: ClassVar[tuple[str, ...]] = ()
     quick_datasets: ClassVar[tuple[str, ...]] = ()
+    controls: ClassVar[tuple[str, ...]] = ()
+    """The control models that bound this suite's metrics (run beside a user's own embedding)."""
     model_inputs: ClassVar[tuple[str, ...]] = ()
     """Payload keys of the AnnData objects that are only model input (not ground truth); the
     harness may convert their expression kind per model (see :class:`Capabilities`). Suites

@@ -37,6 +37,8 @@ MODELS: dict[str, str] = {
     "gene2vec": "baselines.gene2vec_model:Gene2vecAdapter",
     "biobert": "baselines.text_embedding:TextEmbeddingAdapter",
     "cgc": "baselines.cgc_model:CGCAdapter",
+    "obsm": "baselines.precomputed:ObsmEmbeddingAdapter",
+    "genes": "baselines.precomputed:GeneTableAdapter",
 }
 """Built-in adapters: name → ``module:Class``."""
 
@@ -121,6 +123,12 @@ def parse_model(spec: str) -> ModelSpec:
     """
     name, _, variant = spec.strip().partition(":")
     cls = model_class(name)
+    if cls.free_variant:
+        if not variant:
+            raise CgcbenchError(
+                f"model {name} needs its {cls.free_variant}: write {name}:NAME, e.g. {name}:X_mine"
+            )
+        return ModelSpec(name, variant)
     if variant and variant not in cls.variants:
         raise UnknownNameError(f"variant of {name}", variant, cls.variants)
     return ModelSpec(name, variant)

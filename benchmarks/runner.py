@@ -131,6 +131,13 @@ class MatrixRunner:
         if not self.specs:
             raise CgcbenchError("no models given; pass --models, e.g. --models majority,pca-logreg")
         check_executor(request.executor)  # an unreachable scheduler stops here, before any work
+        if any(s.name == "genes" for s in self.specs):  # a bad table stops here, before any work
+            from baselines.precomputed import read_gene_table
+
+            path = request.model_params.get("genes", {}).get("path")
+            if not path:
+                raise InputError("model genes:NAME needs its table: pass --gene-embeddings FILE")
+            read_gene_table(path)
         self._static_prov = {
             "git": git_commit(),
             "packages": package_versions(),
@@ -156,6 +163,7 @@ class MatrixRunner:
             else:
                 card, adata = load_dataset(name, self.req.keys, report=self.on_notice)
                 check_dataset(adata, self.suite.name)
+                self._check_obsm(adata, card.name)
             for seed in self.req.seeds:
                 seed_everything(seed)
                 try:
@@ -171,6 +179,16 @@ class MatrixRunner:
                 check_task(task, self.suite.name, card.name)
                 prepared.append(PreparedTask(card.name, seed, task))
         return prepared
+
+    def _check_obsm(self, adata: Any, name: str) -> None:
+        """Every ``obsm:KEY`` model's key is in the data set, one finite row per cell."""
+        keys = [s.variant for s in self.specs if s.name == "obsm"]
+        if keys:
+            from baselines.precomputed import obsm_matrix
+
+            where = str(adata.uns["cgcbench"]["dataset"].get("path") or name)
+            for key in keys:
+                obsm_matrix(adata, key, where)
 
     def n_cells(self, prepared: Sequence[PreparedTask]) -> int:
         """How many matrix cells the request has."""

@@ -118,7 +118,9 @@ def _expression_matrix(
 
     check_matrix_dtype(X, f"{path} ({where})")  # object/string/complex: a clear error, not a cast
     X = sp.csr_matrix(X, dtype=np.float32) if not sp.issparse(X) else X.tocsr().astype(np.float32)
-    return ad.AnnData(X=X, obs=out.obs.copy(), var=out.var.copy())
+    # cell embeddings the file carries (``obsm``) stay with their cells: ``--embedding-key`` scores them
+    obsm = {k: v for k, v in adata.obsm.items() if getattr(v, "shape", (0,))[0] == adata.n_obs}
+    return ad.AnnData(X=X, obs=out.obs.copy(), var=out.var.copy(), obsm=obsm)
 
 
 def _check_finite(X: sp.csr_matrix, path: Path | str) -> None:

@@ -71,6 +71,7 @@ class AnnotationSuite(Suite):
     higher_is_better = {m: True for m in headline_metrics}
     default_datasets = ("pbmc68k_reduced", "cbmc_citeseq_rna500")
     quick_datasets = ("pbmc68k_reduced",)
+    controls = ("majority",)
     model_inputs = ("reference", "query")
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:

@@ -184,6 +184,7 @@ class BulkKnockoutSuite(Suite):
     higher_is_better = {m: m != "mse" for m in (*headline_metrics, "accuracy_5class")}
     default_datasets = ("sergio_bulk_ko", "pasilla_rnai_knockdown", "foxa2_ko_panc1")
     quick_datasets = ("pasilla_rnai_knockdown",)
+    controls = ("no-change", "train-mean-shift")
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
         super().__init__(quick=quick, options=options)

@@ -85,6 +85,7 @@ class ClusteringSuite(Suite):
     higher_is_better = {m: True for m in (*headline_metrics, "asw_label", "scib_overall")}
     default_datasets = ("sergio_batches",)
     quick_datasets = ("sergio_batches",)
+    controls = ("pca", "shuffled")
     model_inputs = ("adata",)
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:

@@ -75,6 +75,7 @@ class GeneClassificationSuite(Suite):
     higher_is_better = {"roc_auc": True, "coverage": True}
     default_datasets = LABEL_SETS
     quick_datasets = ("dosage_sensitivity_tfs",)
+    controls = ("random",)
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
         super().__init__(quick=quick, options=options)

@@ -151,6 +151,7 @@ class GRNSuite(Suite):
     higher_is_better = {"epr": True, "auprc_ratio": True, "coverage": True, "program_coherence": True}
     default_datasets = (*BEELINE, "sergio_batches")
     quick_datasets = ("beeline_string_hesc_tfs500",)
+    controls = ("random", "coexpression")
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
         super().__init__(quick=quick, options=options)

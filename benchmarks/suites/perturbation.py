@@ -396,6 +396,7 @@ class PerturbationSuite(Suite):
     }
     default_datasets = ("norman_subset", "sergio_perturb")
     quick_datasets = ("norman_subset",)
+    controls = ("no-change", "train-mean", "linear")
 
     def __init__(self, *, quick: bool = False, options: dict[str, Any] | None = None) -> None:
         super().__init__(quick=quick, options=options)
