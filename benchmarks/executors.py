@@ -180,6 +180,12 @@ def local_cluster(n_workers: int, memory_per_cell: int | None = None, **kwargs: 
     environ = {"MALLOC_TRIM_THRESHOLD_": 65536}
     with dask.config.set(
         {
+            # a cell's memory is not Dask data: spilling cannot free it and a worker paused at
+            # 80% would wait forever; only the nanny's kill at 95% of the limit applies
+            "distributed.worker.memory.target": False,
+            "distributed.worker.memory.spill": False,
+            "distributed.worker.memory.pause": False,
+            "distributed.worker.memory.terminate": 0.95,
             "distributed.scheduler.allowed-failures": 0,
             "distributed.worker.daemon": False,
             "distributed.nanny.pre-spawn-environ": environ,
