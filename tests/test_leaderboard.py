@@ -155,9 +155,20 @@ def test_results_json_matches_records(site, raw_records):
         best = {label for label in MODELS if metric in rows[label]["best"]}
         ranked = dict(zip(("pca-logreg", "pca-logreg:pcs10"), expected, strict=True))
         assert best == {m for m, r in ranked.items() if r == min(expected)}
+    # score: each metric scaled between the majority control (0) and the true labels (1), averaged
+    neg = {m: _values(raw_records, "majority", m).mean() for m in METRICS}
+    scores = {}
     for label in ("pca-logreg", "pca-logreg:pcs10"):
-        overall = np.mean([rows[label]["ranks"][m] for m in METRICS])
-        assert rows[label]["overall_rank"] == pytest.approx(overall)
+        scaled = {m: (_values(raw_records, label, m).mean() - neg[m]) / (1.0 - neg[m]) for m in METRICS}
+        assert rows[label]["scaled"] == pytest.approx(scaled)
+        scores[label] = np.mean(list(scaled.values()))
+        assert rows[label]["score"] == pytest.approx(scores[label])
+    assert rows["majority"]["score"] == pytest.approx(0.0)
+    better = max(scores, key=scores.get)
+    assert rows[better]["overall_rank"] == 1.0 and rows[min(scores, key=scores.get)]["overall_rank"] == 2.0
+    assert (
+        "could not run" in rows[NOT_APPLICABLE]["unranked"] and rows[NOT_APPLICABLE]["overall_rank"] is None
+    )
     # the trivial control scores far below the trained models on accuracy
     assert rows["majority"]["metrics"]["accuracy"]["mean"] < rows["pca-logreg"]["metrics"]["accuracy"]["mean"]
     prov = rows["pca-logreg"]["provenance"]
@@ -196,10 +207,14 @@ def test_markdown_tables(site, raw_records):
 
 def test_site_is_self_contained(site):
     pages = sorted(site.glob("*.html"))
-    assert [p.name for p in pages] == ["index.html", "suite-annotation.html"]
+    assert [p.name for p in pages] == ["definitions.html", "index.html", "suite-annotation.html"]
     for page in pages:
         text = page.read_text()
-        assert not re.search(r"(src|href|action)=\"?(https?:)?//|url\(|@import", text)  # nothing remote
+        # nothing is fetched: no remote src/action/stylesheet; only citation links (<a href>) go out
+        assert not re.search(
+            r"(src|action)=\"?(https?:)?//|<link[^>]+href=\"?(https?:)?//|url\(|@import", text
+        )
+        assert len(re.findall(r"href=\"https?://", text)) == len(re.findall(r"<a href=\"https?://", text))
         assert 'src="/' not in text and 'href="/' not in text  # relative links only
     images = list((site / "assets").rglob("*.png"))
     # one run per model is shown: confusion matrices for all three, UMAPs for the two pca-logreg
@@ -294,17 +309,26 @@ def test_overview_in_headless_chromium(browser, site, raw_records, tmp_path):
     rows = _board_rows(page)
     assert sorted(rows[:2]) == ["pca-logreg", "pca-logreg:pcs10"] and rows[2:] == ["majority", NOT_APPLICABLE]
     for label in MODELS:
-        cell = page.inner_text(f'#board-annotation tr[data-model="{label}"] td[data-metric="accuracy"] .val')
-        assert cell == _cell_text(_values(raw_records, label, "accuracy"))
+        cell = f'#board-annotation tr[data-model="{label}"] td[data-metric="accuracy"]'
+        vals = _values(raw_records, label, "accuracy")
+        assert page.inner_text(f"{cell} .val") == f"{vals.mean():.3f}"
+        assert page.inner_text(f"{cell} .sd") == f"±{vals.std(ddof=1):.3f}"
     assert page.get_attribute('#board-annotation tr[data-model="majority"]', "class") == "control"
     best = page.eval_on_selector_all("#board-annotation td.best[data-metric='f1_macro']", "c => c.length")
     assert best >= 1
-    # a not-applicable row says why
-    na_cell = f'#board-annotation tr[data-model="{NOT_APPLICABLE}"] td[data-metric="accuracy"]'
-    assert page.inner_text(na_cell) == "n/a"
-    assert "needs task kind annotation" in page.get_attribute(na_cell, "title")
-    na_status = page.inner_text(f'#board-annotation tr[data-model="{NOT_APPLICABLE}"] td.status')
-    assert "not applicable: annotation needs task kind annotation" in na_status
+    # a not-applicable row says why, across its metric columns, and is not ranked
+    na_row = f'#board-annotation tr[data-model="{NOT_APPLICABLE}"]'
+    why = page.inner_text(f"{na_row} td.why")
+    assert why.startswith("control (unranked); could not run: annotation needs task kind annotation")
+    assert page.inner_text(f"{na_row} td.overall") == "control"
+    # its status and provenance open below it
+    prov = f"#prov-{page.get_attribute(na_row, 'data-id')}"
+    assert page.is_hidden(prov)
+    page.click(f"{na_row} button.toggle")
+    assert page.is_visible(prov)
+    assert "not applicable ×2" in page.inner_text(prov) and "git commit" in page.inner_text(prov)
+    page.click(f"{na_row} button.toggle")
+    assert page.is_hidden(prov)
 
     # sorting: first click puts the best accuracy first, the second click reverses
     header = '#board-annotation th[data-metric="accuracy"]'
@@ -353,3 +377,109 @@ def test_suite_page_in_headless_chromium(browser, site):
     assert visible_figs == 1  # the majority control's confusion matrix
     assert problems == []
     page.close()
+
+
+# --- configurations are never mixed (issue 20) ----------------------------------------------------
+
+PUBLISHED = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+
+
+def test_quick_and_full_records_are_different_rows(results_dir, tmp_path):
+    """A --quick record and a full-setting record of the same (suite, dataset, model, seed)."""
+    quick_path = next(
+        p for p in sorted((results_dir / "records").rglob("*.json")) if "/pca-logreg/seed0-" in p.as_posix()
+    )
+    full_path = sorted(
+        (PUBLISHED / "records" / "annotation" / "pbmc68k_reduced" / "pca-logreg").glob("seed0-*")
+    )[0]
+    quick, full = json.loads(quick_path.read_text()), json.loads(full_path.read_text())
+    assert quick["config"]["suite_config"]["quick"] and not full["config"]["suite_config"]["quick"]
+    assert quick["record_id"] != full["record_id"] and quick["seed"] == full["seed"] == 0
+    mixed = tmp_path / "mixed" / "records"
+    mixed.mkdir(parents=True)
+    for path in (quick_path, full_path):
+        (mixed / path.name).write_text(path.read_text())
+    report = load_records([tmp_path / "mixed"])
+    assert len(report.records) == 2 and report.superseded == []  # neither replaces the other
+    build(tmp_path / "site", [tmp_path / "mixed"])
+    doc = json.loads((tmp_path / "site" / "results.json").read_text())
+    rows = {r["display"]: r for r in doc["suites"][0]["datasets"][0]["rows"]}
+    assert set(rows) == {"pca-logreg [quick]", "pca-logreg [full]"}
+    for tag, rec in (("quick", quick), ("full", full)):
+        row = rows[f"pca-logreg [{tag}]"]
+        assert row["seeds"] == [0] and row["provenance"]["record_ids"] == [rec["record_id"]]
+        for metric in METRICS:  # each row holds its own record's value, never an average of both
+            assert (
+                row["metrics"][metric]["mean"] == rec["metrics"][metric] and row["metrics"][metric]["n"] == 1
+            )
+    assert rows["pca-logreg [quick]"]["config_hash"] != rows["pca-logreg [full]"]["config_hash"]
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert html.count('data-model="pca-logreg"') == 2 and "[quick]" in html and "[full]" in html
+
+
+# --- the published records, in a real browser at 1,400 px ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lb-published") / "site"
+    build(out, [PUBLISHED])
+    return out
+
+
+def test_published_site_in_headless_chromium(browser, published_site):
+    doc = json.loads((published_site / "results.json").read_text())
+    suites = [s["name"] for s in doc["suites"]]
+    pages = ["index.html", "definitions.html", *(f"suite-{s}.html" for s in suites)]
+    for name in pages:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e, problems=problems: problems.append(str(e)))
+        page.goto((published_site / name).resolve().as_uri())
+        page.wait_for_load_state("load")
+        # no table (nor the page) is wider than the window, with every provenance row open
+        page.eval_on_selector_all("button.toggle", "bs => bs.forEach(b => b.click())")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1400, name
+        wide = page.eval_on_selector_all(
+            "table",
+            "ts => ts.filter(t => t.getBoundingClientRect().right > 1400"
+            " || (t.parentElement.scrollWidth > t.parentElement.clientWidth + 1)).map(t => t.id)",
+        )
+        assert wide == [], (name, wide)
+        assert "Mixed provenance" in page.inner_text("#provenance-banner")
+        assert problems == [], problems
+        if name == "index.html":
+            box = page.eval_on_selector("#summary-figure", "s => s.getBoundingClientRect().toJSON()")
+            assert box["width"] > 400 and box["height"] > 100
+            cells = page.eval_on_selector_all("#summary-figure rect.hm-cell", "r => r.length")
+            scored = {
+                (r["display"], s["name"])
+                for s in doc["suites"]
+                for d in s["datasets"]
+                for r in d["rows"]
+                if r["score"] is not None and d["name"] != "norman_subset"
+            }
+            assert cells == len(scored) > 0
+        if name == "definitions.html":
+            defs = page.eval_on_selector_all(
+                "table.metric-defs tbody tr",
+                "rs => rs.map(r => [r.closest('table').dataset.suite, r.dataset.metric,"
+                " r.querySelector('td.definition').innerText, r.querySelector('td a') ? 1 : 0])",
+            )
+            for s in doc["suites"]:
+                names = [m["name"] for m in s["metric_definitions"]]
+                assert [d[1] for d in defs if d[0] == s["name"]] == names
+            assert all(len(d[2]) > 30 for d in defs)
+            cards = page.inner_text("#dataset-cards")
+            assert "68k PBMC (reduced), labelled" in cards and "BSD-3-Clause" in cards
+            assert "Zheng et al. 2017" in cards
+            assert "scvi-tools" in page.inner_text('#method-cards tr[data-model="scvi"]')
+        if name.startswith("suite-"):
+            descs = page.eval_on_selector_all(
+                ".dataset-card .card-description", "d => d.map(x => x.innerText)"
+            )
+            assert len(descs) == len(
+                next(s for s in doc["suites"] if f"suite-{s['name']}.html" == name)["datasets"]
+            )
+            assert all(len(d) > 40 for d in descs)
+        page.close()

@@ -83,7 +83,9 @@ def test_hostile_record_cannot_exfiltrate_or_inject(hostile_results, tmp_path: P
     secret_bytes = secret.read_bytes()
     assert all(p.read_bytes() != secret_bytes for p in copied), "a file outside the results dir was copied"
     assert [p.name for p in copied] == ["confusion_matrix.png"], copied  # only the good record's plot
-    assert not list(out.rglob("*.svg"))
+    assert not list((out / "assets").rglob("*.svg"))  # no record's SVG; summary.svg is drawn by the builder
+    summary = (out / "summary.svg").read_text()
+    assert "<script" not in summary
     refused = [s for s in res.skipped_images if "refused" in s]
     assert len(refused) == 6, res.skipped_images
     md = (out / "README.md").read_text()

@@ -1,8 +1,8 @@
 """Ablations: each model variant against its base model, paired by (dataset, seed).
 
 A variant is a record whose ``model.variant`` is non-empty (label ``cgc:no-graph``); its base
-is the record of the same suite, dataset and seed whose model label equals ``model.name``
-(``cgc``). For each metric the difference ``variant − base`` is taken per seed present in
+is the record of the same suite, dataset, suite settings and seed whose model label equals
+``model.name`` (``cgc``). For each metric the difference ``variant − base`` is taken per seed present in
 both, and summarised by its mean and a two-sided t-interval (``scipy.stats.t``) over the
 paired differences. Fewer than two pairs give no interval (``note = "n<2"``).
 
@@ -146,16 +146,19 @@ def ablations(
 
     """
     higher_is_better = higher_is_better or {}
-    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for r in records:
-        groups.setdefault((r["suite"], r["dataset"]["name"], r["model"]["label"]), []).append(r)
+    from benchmarks.leaderboard.configs import suite_config_hash
+
+    groups: dict[tuple[str, str, str, str], list[Mapping[str, Any]]] = {}
+    for r in records:  # records of other suite settings (--quick) are never paired
+        key = (r["suite"], r["dataset"]["name"], suite_config_hash(r), r["model"]["label"])
+        groups.setdefault(key, []).append(r)
     out: list[AblationResult] = []
-    for (suite, dataset, label), recs in sorted(groups.items()):
+    for (suite, dataset, settings, label), recs in sorted(groups.items()):
         model = recs[0]["model"]
         if not model.get("variant"):
             continue
         base_label = str(model["name"])
-        base = groups.get((suite, dataset, base_label))
+        base = groups.get((suite, dataset, settings, base_label))
         if not base:
             continue
         for metric in metrics.get(suite, ()):

@@ -2,14 +2,20 @@
 
 Ranking rules
 -------------
-* Ranks are computed per (suite, dataset) and per headline metric of the suite, in the
-  suite's ``higher_is_better`` direction (higher is better when a suite does not say), on
-  the mean over seeds; ties share the average rank (``scipy.stats.rankdata``).
-* Only non-control models are ranked. Controls (``model.is_control``: majority, random,
-  shuffled, …) are listed below the models, unranked, so the reader sees what a trivial
-  method scores; a control whose mean reaches the best model's is flagged.
-* The overall rank is the mean of a row's per-metric ranks (over the metrics it has); the
-  "best" mark of a column goes to the rank-1 model(s).
+* A row holds the records of one (suite, dataset, model label, row configuration): records
+  of different configurations (``--quick`` and full settings, other model parameters; see
+  :mod:`.configs`) are different rows, tagged with what differs, and never averaged together.
+* Only the metrics :mod:`.definitions` declares ``ranked`` (quality metrics) are ranked;
+  coverage and aggregate columns are shown beside them and never change a rank.
+* Per (suite, dataset) and ranked metric, the non-control rows are ranked on their mean over
+  seeds in the metric's direction; ties share the average rank (``scipy.stats.rankdata``).
+* Each ranked metric is scaled between the suite's negative and positive controls on the same
+  dataset and suite settings (:mod:`.scaling`); a row's ``score`` is the mean of its scaled
+  metrics and the overall rank orders the rows by it.
+* A row is not ranked overall — and says why — when it is a control, when the model could not
+  run the dataset (not applicable, failed), when a ranked metric is missing, when the dataset is
+  a fixture (:data:`~.definitions.UNRANKED_DATASETS`) or when the controls needed for scaling
+  were not run.
 """
 
 from __future__ import annotations
@@ -21,39 +27,79 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from benchmarks.leaderboard.configs import config_tags, row_config, row_config_hash, suite_config_hash
+from benchmarks.leaderboard.definitions import (
+    REFERENCES,
+    UNRANKED_DATASETS,
+    MetricDef,
+    References,
+    suite_metrics,
+)
+from benchmarks.leaderboard.scaling import Scale, reference_scale
 from benchmarks.summary import SummaryRow, summarize
+
+UNDECLARED = "not declared in benchmarks/leaderboard/definitions.py, so not ranked"
 
 
 @dataclass(frozen=True)
 class SuiteMeta:
-    """What the leaderboard needs to know about a suite."""
+    """What the leaderboard needs to know about a suite: its columns and its controls."""
 
     name: str
-    headline_metrics: tuple[str, ...]
-    higher_is_better: Mapping[str, bool]
+    metrics: tuple[MetricDef, ...]
     description: str = ""
+    references: References | None = None
+
+    @property
+    def headline_metrics(self) -> tuple[str, ...]:
+        """Every column, ranked or not, in order."""
+        return tuple(m.name for m in self.metrics)
+
+    @property
+    def ranked_metrics(self) -> tuple[str, ...]:
+        """The columns that are ranked."""
+        return tuple(m.name for m in self.metrics if m.ranked)
+
+    @property
+    def higher_is_better(self) -> dict[str, bool]:
+        """Metric → direction."""
+        return {m.name: m.higher_is_better for m in self.metrics}
+
+    def metric(self, name: str) -> MetricDef:
+        """The definition of column ``name``."""
+        return next(m for m in self.metrics if m.name == name)
 
     def better_high(self, metric: str) -> bool:
         """Whether a higher value of ``metric`` is better (default ``True``)."""
         return bool(self.higher_is_better.get(metric, True))
 
+    def is_ranked(self, metric: str) -> bool:
+        """Whether ``metric`` is ranked."""
+        return metric in self.ranked_metrics
+
 
 def suite_meta(name: str, records: Sequence[Mapping[str, Any]] = ()) -> SuiteMeta:
-    """Metadata of a registered suite; for an unknown suite, every metric its records report."""
+    """Metadata of a suite: its declared columns, else its class's or its records' metrics (unranked)."""
+    description = ""
+    fallback: tuple[str, ...] = ()
+    directions: Mapping[str, bool] = {}
     try:
         from benchmarks.registry import suite_class
 
         cls = suite_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()
-        return SuiteMeta(
-            name,
-            tuple(cls.headline_metrics),
-            dict(getattr(cls, "higher_is_better", {}) or {}),
-            doc[0] if doc else "",
-        )
+        description = doc[0] if doc else ""
+        fallback = tuple(cls.headline_metrics)
+        directions = dict(getattr(cls, "higher_is_better", {}) or {})
     except Exception:  # unknown or unimportable suite: fall back on the records themselves
-        metrics = sorted({m for r in records for m in (r.get("metrics") or {})})
-        return SuiteMeta(name, tuple(metrics), {})
+        fallback = tuple(sorted({m for r in records for m in (r.get("metrics") or {})}))
+    declared = suite_metrics(name)
+    if declared is None:
+        declared = tuple(
+            MetricDef(m, bool(directions.get(m, True)), False, "", f"suite {name}", why_not_ranked=UNDECLARED)
+            for m in fallback
+        )
+    return SuiteMeta(name, declared, description, REFERENCES.get(name))
 
 
 @dataclass
@@ -130,15 +176,28 @@ def merge_provenance(records: Sequence[Mapping[str, Any]]) -> Provenance:
 
 @dataclass
 class Row:
-    """One (suite, dataset, model label) row of the leaderboard."""
+    """One (suite, dataset, model label, row configuration) row of the leaderboard."""
 
     summary: SummaryRow
     name: str
     variant: str
     provenance: Provenance
     records: list[Mapping[str, Any]]
+    config_hash: str = ""
+    """:func:`~benchmarks.leaderboard.configs.row_config_hash` shared by all its records."""
+    suite_key: str = ""
+    """Hash of the suite settings: controls with the same key are its scaling references."""
+    config: dict[str, Any] = field(default_factory=dict)
+    config_tag: str = ""
+    """What tells this row apart from other configurations of the model on the dataset."""
     ranks: dict[str, float] = field(default_factory=dict)
+    scaled: dict[str, float] = field(default_factory=dict)
+    """Ranked metric → control-scaled score."""
+    score: float | None = None
+    """Mean of ``scaled`` over the metrics scaled on this dataset."""
     overall_rank: float | None = None
+    unranked: str = ""
+    """Why the row has no overall rank (empty when it has one)."""
     best: set[str] = field(default_factory=set)
     control_reaches_best: set[str] = field(default_factory=set)
 
@@ -146,6 +205,11 @@ class Row:
     def label(self) -> str:
         """``name`` or ``name:variant``."""
         return self.summary.model
+
+    @property
+    def display(self) -> str:
+        """The label plus the configuration tag when the model has several on the dataset."""
+        return f"{self.label} [{self.config_tag}]" if self.config_tag else self.label
 
     @property
     def is_control(self) -> bool:
@@ -187,11 +251,72 @@ class SuiteBoard:
         return [row for board in self.datasets for row in board.rows]
 
 
-def rank_rows(rows: Sequence[Row], meta: SuiteMeta) -> None:
-    """Fill ``ranks``, ``overall_rank``, ``best`` and ``control_reaches_best`` of ``rows`` in place."""
-    ranked = [r for r in rows if not r.is_control]
-    for metric in meta.headline_metrics:
-        have = [r for r in ranked if metric in r.summary.metrics]
+def _scales(rows: Sequence[Row], meta: SuiteMeta, suite_key: str) -> dict[str, Scale]:
+    """Ranked metric → scale between the controls run with the suite settings ``suite_key``."""
+    refs = meta.references
+    if refs is None:
+        return {}
+    out = {}
+    for metric in meta.ranked_metrics:
+
+        def means(labels: Sequence[str], metric: str = metric) -> list[float]:
+            return [
+                r.summary.metrics[metric][0]
+                for r in rows
+                if r.is_control
+                and r.label in labels
+                and r.suite_key == suite_key
+                and metric in r.summary.metrics
+            ]
+
+        positive = means(refs.positive)
+        if not positive and metric in refs.oracle:
+            positive = [refs.oracle[metric]]
+        scale = reference_scale(means(refs.negative), positive, meta.better_high(metric))
+        if scale is not None:
+            out[metric] = scale
+    return out
+
+
+def _why_not_run(row: Row) -> str:
+    s = row.summary
+    if s.statuses.get("FINISHED"):
+        return ""
+    if s.reasons:
+        return "could not run: " + "; ".join(s.reasons)
+    if s.errors:
+        return "failed: " + "; ".join(s.errors)
+    return "no finished run"
+
+
+def rank_rows(rows: Sequence[Row], meta: SuiteMeta, dataset: str = "") -> None:
+    """Fill ranks, scaled scores, ``overall_rank``, ``unranked`` and best marks of ``rows`` in place.
+
+    The ranked metrics of a dataset are the suite's ranked metrics that at least one of its rows
+    reports (GRN's ``program_coherence`` exists only on expression data sets).
+    """
+    present = {m for r in rows for m in r.summary.metrics}
+    ranked_here = [m for m in meta.ranked_metrics if m in present]
+    scales = {key: _scales(rows, meta, key) for key in {r.suite_key for r in rows}}
+    for row in rows:
+        for metric, scale in scales[row.suite_key].items():
+            if metric in row.summary.metrics:
+                row.scaled[metric] = scale(row.summary.metrics[metric][0])
+    fixture = UNRANKED_DATASETS.get(dataset)
+    candidates = []
+    for row in rows:
+        not_run = _why_not_run(row)
+        if row.is_control:
+            why = "control (unranked)" + (f"; {not_run}" if not_run else "")
+        else:
+            why = fixture or not_run
+        row.unranked = why or ""
+        if not why:
+            candidates.append(row)
+    if fixture:
+        return
+    for metric in ranked_here:
+        have = [r for r in candidates if metric in r.summary.metrics]
         if not have:
             continue
         sign = -1.0 if meta.better_high(metric) else 1.0
@@ -205,42 +330,88 @@ def rank_rows(rows: Sequence[Row], meta: SuiteMeta) -> None:
         for ctrl in (r for r in rows if r.is_control and metric in r.summary.metrics):
             if sign * ctrl.summary.metrics[metric][0] <= best_value:
                 ctrl.control_reaches_best.add(metric)
-    for row in ranked:
-        if row.ranks:
-            row.overall_rank = float(np.mean(list(row.ranks.values())))
+    scored = []
+    for row in rows:
+        used = [m for m in ranked_here if m in scales[row.suite_key]]
+        if row in candidates:
+            missing = [m for m in ranked_here if m not in row.summary.metrics]
+            if missing:
+                row.unranked = "no value for " + ", ".join(missing)
+                continue
+            if not used:
+                refs = meta.references
+                need = ", ".join((*refs.negative, *refs.positive)) if refs else "none declared"
+                row.unranked = (
+                    f"no control reference on this dataset with these suite settings (controls: {need})"
+                )
+                continue
+        if used and all(m in row.scaled for m in used):
+            row.score = float(np.mean([row.scaled[m] for m in used]))
+            if row in candidates:
+                scored.append(row)
+    if scored:
+        ranks = rankdata([-r.score for r in scored], method="average")  # type: ignore[operator]
+        for row, rank in zip(scored, ranks, strict=True):
+            row.overall_rank = float(rank)
 
 
 def _sort_key(row: Row) -> tuple[int, float, str]:
-    return (int(row.is_control), row.overall_rank if row.overall_rank is not None else np.inf, row.label)
+    group = 2 if row.is_control else (0 if row.overall_rank is not None else 1)
+    return (group, row.overall_rank if row.overall_rank is not None else np.inf, row.display)
 
 
 def build_boards(records: Iterable[Mapping[str, Any]]) -> list[SuiteBoard]:
-    """Group records into suites and datasets, aggregate over seeds and rank."""
+    """Group records into suites, datasets and configurations, aggregate over seeds and rank."""
     by_suite: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
         by_suite.setdefault(str(r["suite"]), []).append(r)
     boards = []
     for suite, recs in sorted(by_suite.items()):
         meta = suite_meta(suite, recs)
-        groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+        groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
         for r in recs:
-            groups.setdefault((r["dataset"]["name"], r["model"]["label"]), []).append(r)
-        summaries = summarize(recs)
+            groups.setdefault((r["dataset"]["name"], r["model"]["label"], row_config_hash(r)), []).append(r)
         by_dataset: dict[str, list[Row]] = {}
-        for s in summaries:
-            members = sorted(groups[(s.dataset, s.model)], key=lambda r: int(r["seed"]))
+        for (dataset, _label, chash), members in sorted(groups.items()):
+            members = sorted(members, key=lambda r: int(r["seed"]))
+            (summary,) = summarize(members)
             model = members[0]["model"]
             row = Row(
-                summary=s,
-                name=str(model.get("name", s.model)),
+                summary=summary,
+                name=str(model.get("name", summary.model)),
                 variant=str(model.get("variant") or ""),
                 provenance=merge_provenance(members),
                 records=members,
+                config_hash=chash,
+                suite_key=suite_config_hash(members[0]),
+                config=row_config(members[0]),
             )
-            by_dataset.setdefault(s.dataset, []).append(row)
+            by_dataset.setdefault(dataset, []).append(row)
         datasets = []
         for dataset, rows in sorted(by_dataset.items()):
-            rank_rows(rows, meta)
+            by_label: dict[str, list[Row]] = {}
+            for row in rows:
+                by_label.setdefault(row.label, []).append(row)
+            for same in by_label.values():
+                for row, tag in zip(same, config_tags([r.config for r in same]), strict=True):
+                    row.config_tag = tag
+            rank_rows(rows, meta, dataset)
             datasets.append(DatasetBoard(suite, dataset, sorted(rows, key=_sort_key)))
         boards.append(SuiteBoard(meta, datasets))
     return boards
+
+
+def cross_suite(boards: Sequence[SuiteBoard]) -> dict[tuple[str, str], tuple[float, int]]:
+    """(row display label, suite) → (mean control-scaled score over the suite's ranked datasets, n).
+
+    Fixture datasets (:data:`~.definitions.UNRANKED_DATASETS`) and rows without a score are left out.
+    """
+    scores: dict[tuple[str, str], list[float]] = {}
+    for b in boards:
+        for d in b.datasets:
+            if d.dataset in UNRANKED_DATASETS:
+                continue
+            for row in d.rows:
+                if row.score is not None:
+                    scores.setdefault((row.display, b.meta.name), []).append(row.score)
+    return {k: (float(np.mean(v)), len(v)) for k, v in scores.items()}

@@ -81,3 +81,81 @@ def bar_chart(metric: str, bars: Sequence[Bar], higher_is_better: bool = True, w
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _cell_colour(value: float) -> str:
+    """White (≤ 0, the negative control) → green (1, the positive control) → dark green (> 1)."""
+    v = min(max(value, 0.0), 1.25) / 1.25
+    r, g, b = (int(255 + (c1 - 255) * v) for c1 in (11, 107, 58))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def heatmap(
+    methods: Sequence[str],
+    suites: Sequence[str],
+    values: dict[tuple[str, str], tuple[float, int]],
+    controls: frozenset[str] = frozenset(),
+    title: str = "",
+) -> str:
+    """A methods × suites table of control-scaled scores as an SVG string.
+
+    Parameters
+    ----------
+    methods, suites
+        Row and column labels, in display order.
+    values
+        ``(method, suite)`` → (mean scaled score over the suite's datasets, number of datasets);
+        a missing pair is drawn as an empty grey cell ("not run").
+    controls
+        Methods drawn in italics (controls).
+    title
+        Caption above the table.
+
+    """
+    label_w, cell_w, cell_h, top = 220, 104, 22, 58
+    width = label_w + cell_w * len(suites) + 10
+    height = top + cell_h * len(methods) + 30
+    parts = [
+        f'<svg class="chart summary" id="summary-figure" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title or "summary")}">',
+        f'<text x="4" y="16" class="ct">{escape(title)}</text>',
+    ]
+    for j, suite in enumerate(suites):
+        x = label_w + j * cell_w + cell_w / 2
+        parts.append(
+            f'<text x="{x:.0f}" y="{top - 8}" class="cl" text-anchor="middle">{escape(suite)}</text>'
+        )
+    for i, method in enumerate(methods):
+        y = top + i * cell_h
+        style = ' font-style="italic"' if method in controls else ""
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 15}" class="cl" text-anchor="end"{style}>'
+            f"{escape(method[:34])}</text>"
+        )
+        for j, suite in enumerate(suites):
+            x = label_w + j * cell_w
+            cell = values.get((method, suite))
+            if cell is None:
+                parts.append(
+                    f'<rect class="hm-empty" x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" '
+                    f'height="{cell_h - 2}" '
+                    f'fill="#f1f1f1"><title>{escape(method)} · {escape(suite)}: not scored</title></rect>'
+                )
+                continue
+            score, n = cell
+            text_fill = "#fff" if score > 0.7 else "#1d232a"
+            parts.append(
+                f'<rect class="hm-cell" data-method="{escape(method)}" data-suite="{escape(suite)}" '
+                f'x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
+                f'fill="{_cell_colour(score)}">'
+                f"<title>{escape(method)} · {escape(suite)}: {score:.2f} (mean over {n} dataset"
+                f"{'' if n == 1 else 's'})</title></rect>"
+                f'<text x="{x + cell_w / 2:.0f}" y="{y + 15}" class="cv" text-anchor="middle" '
+                f'fill="{text_fill}">'
+                f"{score:.2f}</text>"
+            )
+    parts.append(
+        f'<text x="4" y="{height - 8}" class="cs">0 = negative control, 1 = positive control '
+        "(per dataset, then averaged over the suite's ranked datasets); grey: not scored</text></svg>"
+    )
+    return "".join(parts)

@@ -33,6 +33,20 @@ def build_cmd(
     out: Annotated[Path, typer.Option(help="output folder")] = Path("leaderboard"),
     max_image_px: Annotated[int, typer.Option(help="downscale plots larger than this")] = 1400,
     max_assets_mb: Annotated[float, typer.Option(help="cap on the total size of copied plots")] = 40.0,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish",
+            help="refuse records made from a dirty working tree or from more than one commit (exit 2)",
+        ),
+    ] = False,
+    allow_mixed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed",
+            help="with --publish: build anyway; every page's banner says the provenance is mixed",
+        ),
+    ] = False,
 ) -> None:
     """Turn result records into a static site (index.html), README.md and results.json.
 
@@ -48,7 +62,15 @@ def build_cmd(
         default = Path(os.environ.get("CGCBENCH_RESULTS", "cgcbench-results"))
         if default.is_dir():
             dirs = [default]
-    result = build(out, dirs, uris, max_image_px=max_image_px, max_assets_mb=max_assets_mb)
+    result = build(
+        out,
+        dirs,
+        uris,
+        max_image_px=max_image_px,
+        max_assets_mb=max_assets_mb,
+        publish=publish,
+        allow_mixed=allow_mixed,
+    )
     n_rows = sum(len(b.rows) for b in result.boards)
     console.print(
         f"{len(result.load.records)} records → {n_rows} rows in {len(result.boards)} suite(s), "
@@ -60,6 +82,8 @@ def build_cmd(
         console.print(
             f"{len(result.load.superseded)} superseded record(s) left out (a later run of the same cell)"
         )
+    style = "green" if result.provenance.clean else "yellow"
+    console.print(f"[{style}]{result.provenance.banner}[/{style}]")
     console.print(f"open {result.index.resolve().as_uri()}")
 
 

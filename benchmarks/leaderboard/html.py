@@ -17,6 +17,16 @@ from benchmarks.leaderboard.ablation import AblationResult
 from benchmarks.leaderboard.aggregate import Provenance, Row, SuiteBoard
 from benchmarks.leaderboard.assets import PLOT_KINDS, SiteImage
 from benchmarks.leaderboard.charts import Bar, bar_chart
+from benchmarks.leaderboard.configs import is_quick
+from benchmarks.leaderboard.definitions import SCALING_RULE, UNRANKED_DATASETS
+from benchmarks.leaderboard.site_info import DatasetInfo, MethodInfo
+
+ROW_POLICY = (
+    "A row averages only records with the same configuration (suite settings, dataset version, "
+    "model string and model parameters; the seed aside). Different configurations of one model "
+    "on one dataset, e.g. --quick and full settings, are different rows, tagged with what differs; "
+    "a re-run of the same configuration and seed replaces the earlier record."
+)
 
 
 @dataclass
@@ -28,6 +38,9 @@ class SiteContext:
     n_records: int
     sources: list[str]
     dropped: str = ""
+    provenance_banner: str = ""
+    provenance_clean: bool = True
+    summary_svg: str = ""
 
 
 def _env() -> jinja2.Environment:
@@ -37,6 +50,7 @@ def _env() -> jinja2.Environment:
             "macros.html": templates.MACROS,
             "index.html": templates.INDEX,
             "suite.html": templates.SUITE,
+            "definitions.html": templates.DEFINITIONS,
         }
     )
     return jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -77,7 +91,7 @@ def _prov_view(row: Row) -> dict[str, Any]:
         "dataset": row.summary.dataset,
         "version": p.dataset_version,
         "sha256": p.dataset_sha256,
-        "model": row.label,
+        "model": row.display,
         "init": p.init,
         "checkpoints": p.checkpoint_sha256,
         "seeds": ", ".join(map(str, p.seeds)),
@@ -90,7 +104,24 @@ def _prov_view(row: Row) -> dict[str, Any]:
     }
 
 
-def _row_view(row: Row, board: SuiteBoard) -> dict[str, Any]:
+def _short_unranked(row: Row) -> str:
+    why = row.unranked
+    if row.is_control:
+        return "control"
+    if why in UNRANKED_DATASETS.values():
+        return "fixture"
+    if why.startswith("could not run"):
+        return "n/a"
+    if why.startswith("failed"):
+        return "failed"
+    if why.startswith("no value"):
+        return "incomplete"
+    if why.startswith("no control"):
+        return "no controls"
+    return "—"
+
+
+def _row_view(row: Row, board: SuiteBoard, row_id: str) -> dict[str, Any]:
     s = row.summary
     cells = []
     na_reason = "; ".join(s.reasons) if s.reasons else ""
@@ -104,33 +135,47 @@ def _row_view(row: Row, board: SuiteBoard) -> dict[str, Any]:
                 title = "failed: " + "; ".join(s.errors)
         elif metric in row.control_reaches_best:
             title = "this control reaches the best model's mean"
+        if stat is None:
+            text, sd = s.cell(metric), ""
+        else:
+            text, sd = f"{stat[0]:.3f}", (f"±{stat[1]:.3f}" if stat[2] > 1 else "")
         cells.append(
             {
                 "metric": metric,
-                "text": s.cell(metric),
+                "text": text,
+                "sd": sd,
                 "sort": "" if stat is None else repr(stat[0]),
                 "rank": (f"{rank:g}" if rank is not None else ""),
                 "best": metric in row.best,
                 "reach": metric in row.control_reaches_best,
                 "na": stat is None,
+                "ranked": board.meta.is_ranked(metric),
                 "title": title,
             }
         )
+    scaled = ", ".join(f"{m} {v:.2f}" for m, v in row.scaled.items()) or "—"
     return {
+        "id": row_id,
         "suite": s.suite,
         "suite_href": suite_href(s.suite),
         "dataset": s.dataset,
         "anchor": anchor(s.dataset),
         "label": row.label,
+        "display": row.display,
+        "config_tag": row.config_tag,
+        "config_hash": row.config_hash,
         "init": s.init,
         "is_control": row.is_control,
         "n_seeds": len(s.seeds),
         "seeds": ", ".join(map(str, s.seeds)),
         "cells": cells,
-        "overall": f"{row.overall_rank:.2f}"
-        if row.overall_rank is not None
-        else ("control" if row.is_control else "—"),
+        "all_na": all(c["na"] for c in cells),
+        "score": _num(row.score, 2) if row.score is not None else "—",
+        "score_sort": "" if row.score is None else repr(row.score),
+        "overall": f"{row.overall_rank:g}" if row.overall_rank is not None else _short_unranked(row),
         "overall_sort": "" if row.overall_rank is None else repr(row.overall_rank),
+        "unranked": row.unranked,
+        "scaled": scaled,
         "status": row.status_text,
         "prov": _prov_view(row),
     }
@@ -139,11 +184,17 @@ def _row_view(row: Row, board: SuiteBoard) -> dict[str, Any]:
 def _metric_views(board: SuiteBoard) -> list[dict[str, Any]]:
     return [
         {
-            "name": m,
-            "high": board.meta.better_high(m),
-            "first": "descending" if board.meta.better_high(m) else "ascending",
+            "name": m.name,
+            "title": m.title,
+            "high": m.higher_is_better,
+            "first": "descending" if m.higher_is_better else "ascending",
+            "ranked": m.ranked,
+            "definition": m.definition,
+            "source": m.source,
+            "url": m.url,
+            "why_not_ranked": m.why_not_ranked,
         }
-        for m in board.meta.headline_metrics
+        for m in board.meta.metrics
     ]
 
 
@@ -151,7 +202,7 @@ def _charts(rows: Sequence[Row], board: SuiteBoard) -> list[Markup]:
     out = []
     for metric in board.meta.headline_metrics:
         bars = [
-            Bar(r.label, *r.summary.metrics[metric][:2], is_control=r.is_control, best=metric in r.best)
+            Bar(r.display, *r.summary.metrics[metric][:2], is_control=r.is_control, best=metric in r.best)
             for r in rows
             if metric in r.summary.metrics
         ]
@@ -219,6 +270,7 @@ def _run_views(rows: Sequence[Row]) -> list[dict[str, Any]]:
             out.append(
                 {
                     "model": row.label,
+                    "display": row.display,
                     "is_control": row.is_control,
                     "seed": r["seed"],
                     "status": status,
@@ -253,19 +305,17 @@ def _filter_options(boards: Sequence[SuiteBoard]) -> dict[str, list[str]]:
     }
 
 
-def _is_quick(record: Mapping[str, Any]) -> bool:
-    """Whether a record ran with the suite's ``--quick`` settings."""
-    return bool(((record.get("config") or {}).get("suite_config") or {}).get("quick"))
-
-
 def render_site(
     out: Path,
     boards: Sequence[SuiteBoard],
     ablations: Sequence[AblationResult],
     images: Mapping[str, list[SiteImage]],
     ctx: SiteContext,
+    datasets_info: Mapping[str, DatasetInfo] | None = None,
+    methods_info: Sequence[MethodInfo] = (),
 ) -> list[Path]:
-    """Write ``index.html`` and the suite pages into ``out``; return the files written."""
+    """Write ``index.html``, ``definitions.html`` and the suite pages into ``out``."""
+    datasets_info = datasets_info or {}
     env = _env()
     nav = [{"name": b.meta.name, "href": suite_href(b.meta.name)} for b in boards]
     common = {
@@ -277,9 +327,13 @@ def render_site(
         "n_records": ctx.n_records,
         "sources": ctx.sources,
         "dropped": ctx.dropped,
+        "provenance_banner": ctx.provenance_banner,
+        "provenance_clean": ctx.provenance_clean,
+        "row_policy": ROW_POLICY,
+        "scaling_rule": SCALING_RULE,
         "filter_options": _filter_options(boards),
         "n_pretrained": sum(r.summary.init == "pretrained" for b in boards for r in b.rows),
-        "n_quick": sum(any(_is_quick(rec) for rec in r.records) for b in boards for r in b.rows),
+        "n_quick": sum(any(is_quick(rec) for rec in r.records) for b in boards for r in b.rows),
         "n_rows": sum(len(b.rows) for b in boards),
     }
     written = []
@@ -291,14 +345,29 @@ def render_site(
                 "href": suite_href(b.meta.name),
                 "description": b.meta.description,
                 "metrics": _metric_views(b),
-                "rows": [_row_view(r, b) for r in b.rows],
+                "references": b.meta.references.describe() if b.meta.references else "none declared",
+                "rows": [_row_view(r, b, f"i-{b.meta.name}-{i}") for i, r in enumerate(b.rows)],
             }
         )
     index = env.get_template("index.html").render(
-        **{**common, "suites": suites_view}, page="index", title="Overview"
+        **{**common, "suites": suites_view},
+        page="index",
+        title="Overview",
+        summary_svg=Markup(ctx.summary_svg),
     )
     (out / "index.html").write_text(index, encoding="utf-8")
     written.append(out / "index.html")
+    on_board = sorted({d.dataset for b in boards for d in b.datasets})
+    page = env.get_template("definitions.html").render(
+        **{**common, "suites": suites_view},
+        page="definitions",
+        title="Definitions",
+        methods=[m.view() for m in methods_info],
+        datasets=[datasets_info[d].view() for d in on_board if d in datasets_info],
+        unranked_datasets=UNRANKED_DATASETS,
+    )
+    (out / "definitions.html").write_text(page, encoding="utf-8")
+    written.append(out / "definitions.html")
     for b in boards:
         datasets = []
         for d in b.datasets:
@@ -310,7 +379,9 @@ def render_site(
                     "anchor": anchor(d.dataset),
                     "version": first.get("version"),
                     "sha256": first.get("sha256") or {},
-                    "rows": [_row_view(r, b) for r in d.rows],
+                    "rows": [_row_view(r, b, f"r-{anchor(d.dataset)}-{i}") for i, r in enumerate(d.rows)],
+                    "card": datasets_info[d.dataset].view() if d.dataset in datasets_info else None,
+                    "unranked": UNRANKED_DATASETS.get(d.dataset, ""),
                     "charts": _charts(d.rows, b),
                     "plots": _plots(d.rows, images),
                     "ablations": _ablation_views(
@@ -322,6 +393,7 @@ def render_site(
         view = {
             "name": b.meta.name,
             "description": b.meta.description,
+            "references": b.meta.references.describe() if b.meta.references else "none declared",
             "metrics": _metric_views(b),
             "datasets": datasets,
         }

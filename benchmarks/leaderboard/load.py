@@ -17,7 +17,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmarks.errors import InputError
-from benchmarks.tracking.records import SCHEMA, iter_records
+from benchmarks.leaderboard.configs import row_config_hash
+from benchmarks.tracking.records import SCHEMA, read_record
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,15 @@ class LoadedRecord:
         A results directory path or an MLflow tracking URI, for messages.
     resolve
         Returns a local path of one of ``data["artifacts"]``, or ``None`` if it is unavailable.
+    origin
+        The record's file, or ``MLflow run <id> at <uri>``, for error messages.
 
     """
 
     data: dict[str, Any]
     source: str
     resolve: ArtifactResolver
+    origin: str = ""
 
     @property
     def record_id(self) -> str:
@@ -62,7 +66,8 @@ class LoadReport:
     duplicates: int = 0
     """Records seen more than once under the same ``record_id`` (first one kept)."""
     superseded: list[str] = field(default_factory=list)
-    """Record ids dropped because a later record has the same suite, dataset, model and seed."""
+    """Record ids dropped because a later record has the same suite, dataset, model, seed and
+    row configuration (:func:`benchmarks.leaderboard.configs.row_config_hash`)."""
 
 
 class UnsafeArtifactPath(InputError):
@@ -121,12 +126,16 @@ def records_from_dir(results_dir: Path) -> list[LoadedRecord]:
     if not results_dir.is_dir():
         raise InputError(f"--records {results_dir}: no such directory (expected a cgcbench results dir)")
     base = results_dir if (results_dir / "records").is_dir() else results_dir.parent
-    try:
-        found = [
-            LoadedRecord(rec, str(results_dir), _dir_resolver(base)) for rec in iter_records(results_dir)
-        ]
-    except ValueError as exc:
-        raise InputError(f"--records {results_dir}: {exc}") from exc
+    root = results_dir / "records" if (results_dir / "records").is_dir() else results_dir
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            rec = read_record(path)
+        except ValueError as exc:
+            raise InputError(f"--records {results_dir}: {exc}") from exc
+        found.append(LoadedRecord(rec, str(results_dir), _dir_resolver(base), str(path)))
     if not found:
         raise InputError(f"--records {results_dir}: no records (*.json) found below it")
     return found
@@ -171,7 +180,14 @@ def records_from_mlflow(tracking_uri: str, experiment_prefix: str = "cgcbench/")
                 "experiment_id": run.info.experiment_id,
                 "run_id": run_id,
             }
-        out.append(LoadedRecord(data, tracking_uri, _mlflow_resolver(client, run_id, cache / run_id)))
+        out.append(
+            LoadedRecord(
+                data,
+                tracking_uri,
+                _mlflow_resolver(client, run_id, cache / run_id),
+                f"MLflow run {run_id} at {tracking_uri}",
+            )
+        )
     if not out:
         raise InputError(f"--tracking-uri {tracking_uri}: no runs with a cgcbench record.json")
     return out
@@ -200,11 +216,13 @@ def _ended(rec: LoadedRecord) -> int:
 
 
 def deduplicate(records: Iterable[LoadedRecord]) -> tuple[list[LoadedRecord], int, list[str]]:
-    """Drop repeated ``record_id`` s and superseded cells.
+    """Drop repeated ``record_id`` s and superseded runs.
 
     Two records with different ``record_id`` s but the same (suite, dataset, model label, seed)
-    come from different configurations of the same cell; only the one that ended last is kept,
-    so that a row never averages over mixed configurations.
+    and the same row configuration (:func:`~benchmarks.leaderboard.configs.row_config_hash`)
+    are re-runs of one cell; only the one that ended last is kept. Records of *different*
+    configurations (``--quick`` and full settings, other model parameters) are all kept: they
+    become different rows and are never averaged together.
 
     Returns
     -------
@@ -219,11 +237,11 @@ def deduplicate(records: Iterable[LoadedRecord]) -> tuple[list[LoadedRecord], in
             duplicates += 1
             continue
         by_id[rec.record_id] = rec
-    by_cell: dict[tuple[str, str, str, int], LoadedRecord] = {}
+    by_cell: dict[tuple[str, str, str, int, str], LoadedRecord] = {}
     superseded: list[str] = []
     for rec in sorted(by_id.values(), key=_ended):
         d = rec.data
-        cell = (d["suite"], d["dataset"]["name"], d["model"]["label"], int(d["seed"]))
+        cell = (d["suite"], d["dataset"]["name"], d["model"]["label"], int(d["seed"]), row_config_hash(d))
         if cell in by_cell:
             superseded.append(by_cell[cell].record_id)
         by_cell[cell] = rec

@@ -1,4 +1,4 @@
-"""Render ``README.md`` (Markdown tables) and ``results.json`` (schema ``cgcbench.leaderboard/1``)."""
+"""Render ``README.md`` (Markdown tables) and ``results.json`` (schema ``cgcbench.leaderboard/2``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 
 from benchmarks.leaderboard.ablation import AblationResult
 from benchmarks.leaderboard.aggregate import Row, SuiteBoard
-from benchmarks.leaderboard.html import SiteContext
+from benchmarks.leaderboard.definitions import SCALING_RULE
+from benchmarks.leaderboard.html import ROW_POLICY, SiteContext
 
-RESULTS_SCHEMA = "cgcbench.leaderboard/1"
+RESULTS_SCHEMA = "cgcbench.leaderboard/2"
 """Schema of ``results.json``; bump the number on any incompatible change."""
 
 HOW_BUILT = """\
@@ -29,10 +30,18 @@ cgcbench leaderboard screenshot leaderboard/ --out leaderboard/overview.png   # 
 * `index.html` — the overview (open it from disk or serve the folder with any static server; nothing is
   fetched from the internet), `suite-<name>.html` — per-dataset tables, bar charts, the runs' plots,
   ablations and per-run provenance; `assets/<record id>/` — the plots copied from the runs.
-* `results.json` — the same numbers, machine-readable (schema `cgcbench.leaderboard/1`).
-* Values are mean ± sample sd over seeds. Ranks are per dataset and headline metric among
-  non-control models (ties averaged); the overall rank is the mean of the metric ranks; ★ marks the
-  best model per column. Controls (*italic*, unranked) show what a trivial method scores.
+* `results.json` — the same numbers, machine-readable (schema `cgcbench.leaderboard/2`).
+* Values are mean ± sample sd over seeds. Only quality metrics are ranked (per dataset, among
+  non-control models, ties averaged; ★ marks the best model per column); coverage and aggregate
+  columns are shown, not ranked (`definitions.html` lists every metric's definition, direction
+  and source). *score* is the mean of the ranked metrics, each scaled per dataset between the
+  suite's negative (0) and positive (1) controls; *rank* orders the models by it. Controls
+  (*italic*, unranked) show what a trivial method scores. A row that is not ranked says why.
+* A row averages only records with the same configuration (suite settings, dataset version,
+  model string and parameters); other configurations of a model — e.g. `--quick` — are separate
+  rows tagged with what differs.
+* `cgcbench leaderboard build --publish` refuses records made from a dirty working tree or from
+  more than one commit unless `--allow-mixed` is given; the banner below says which it was.
 * Ablations compare `model:variant` with `model`, paired by seed: mean difference and 95% t-interval.
 """
 
@@ -67,7 +76,7 @@ def esc(text: Any) -> str:
 
 def _row_md(row: Row, board: SuiteBoard) -> str:
     s = row.summary
-    label = f"*{esc(row.label)} (control)*" if row.is_control else esc(row.label)
+    label = f"*{esc(row.display)} (control)*" if row.is_control else esc(row.display)
     cells = [label, esc(s.init), esc(",".join(map(str, s.seeds)))]
     for m in board.meta.headline_metrics:
         text = _md(html.escape(s.cell(m), quote=False))
@@ -76,10 +85,13 @@ def _row_md(row: Row, board: SuiteBoard) -> str:
         if m in row.best:
             text = f"**{text}** ★"
         cells.append(text)
-    cells.append(f"{row.overall_rank:.2f}" if row.overall_rank is not None else "—")
+    cells.append(f"{row.score:.2f}" if row.score is not None else "—")
+    cells.append(f"{row.overall_rank:g}" if row.overall_rank is not None else "—")
     status = ", ".join(f"{esc(k.lower())}×{v}" for k, v in sorted(s.statuses.items()))
     if s.reasons:
         status += " — " + "; ".join(esc(r) for r in s.reasons)
+    if row.unranked and not row.is_control:
+        status += " — not ranked: " + esc(row.unranked)
     cells.append(status)
     return "| " + " | ".join(cells) + " |"  # every cell is escaped where it is built
 
@@ -88,7 +100,10 @@ def render_markdown(
     boards: Sequence[SuiteBoard], ablations: Sequence[AblationResult], ctx: SiteContext
 ) -> str:
     """The leaderboard as Markdown: how it is built, then one table per suite and dataset."""
-    lines = ["# cgcbench leaderboard", "", DISCLAIMER, "", HOW_BUILT]
+    lines = ["# cgcbench leaderboard", "", DISCLAIMER, ""]
+    if ctx.provenance_banner:
+        lines += [f"> **Provenance.** {esc(ctx.provenance_banner)}", ""]
+    lines += [HOW_BUILT]
     lines += [
         f"Built {ctx.generated_at} by cgcbench {esc(ctx.version)} from {ctx.n_records} records "
         f"({', '.join(esc(x) for x in ctx.sources)}){'; ' + esc(ctx.dropped) if ctx.dropped else ''}. "
@@ -100,10 +115,13 @@ def render_markdown(
         for d in b.datasets:
             ds = d.rows[0].records[0]["dataset"]
             lines += [f"### {esc(b.meta.name)} · {esc(d.dataset)} (version {esc(ds.get('version'))})", ""]
-            metrics = [f"{esc(m)} {'↑' if b.meta.better_high(m) else '↓'}" for m in b.meta.headline_metrics]
-            header = ["model", "init", "seeds", *metrics, "overall rank", "status"]
+            metrics = [
+                f"{esc(m.title)} {'↑' if m.higher_is_better else '↓'}{'' if m.ranked else ' (not ranked)'}"
+                for m in b.meta.metrics
+            ]
+            header = ["model", "init", "seeds", *metrics, "score", "rank", "status"]
             lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(metrics) + 1) + ["---"]) + "|")
+            lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(metrics) + 2) + ["---"]) + "|")
             lines += [_row_md(r, b) for r in d.rows]
             lines.append("")
             abl = [a for a in ablations if a.suite == b.meta.name and a.dataset == d.dataset]
@@ -124,6 +142,10 @@ def _row_json(row: Row) -> dict[str, Any]:
     s = row.summary
     return {
         "model": row.label,
+        "display": row.display,
+        "config_hash": row.config_hash,
+        "config_tag": row.config_tag,
+        "config": row.config,
         "name": row.name,
         "variant": row.variant,
         "init": s.init,
@@ -134,7 +156,10 @@ def _row_json(row: Row) -> dict[str, Any]:
         "errors": s.errors,
         "metrics": {m: {"mean": v[0], "sd": v[1], "n": v[2]} for m, v in s.metrics.items()},
         "ranks": row.ranks,
+        "scaled": row.scaled,
+        "score": row.score,
         "overall_rank": row.overall_rank,
+        "unranked": row.unranked,
         "best": sorted(row.best),
         "control_reaches_best": sorted(row.control_reaches_best),
         "provenance": row.provenance.to_json(),
@@ -169,7 +194,16 @@ def render_json(
             {
                 "name": b.meta.name,
                 "headline_metrics": list(b.meta.headline_metrics),
+                "ranked_metrics": list(b.meta.ranked_metrics),
                 "higher_is_better": {m: b.meta.better_high(m) for m in b.meta.headline_metrics},
+                "metric_definitions": [
+                    {
+                        k: getattr(m, k)
+                        for k in ("name", "higher_is_better", "ranked", "definition", "source", "url")
+                    }
+                    for m in b.meta.metrics
+                ],
+                "references": b.meta.references.describe() if b.meta.references else None,
                 "datasets": datasets,
             }
         )
@@ -179,8 +213,12 @@ def render_json(
         "generator": {"cgcbench": ctx.version},
         "n_records": ctx.n_records,
         "sources": ctx.sources,
-        "ranking": "per (suite, dataset, headline metric) among non-control models; average ranks for ties; "
-        "overall_rank = mean of the metric ranks; controls unranked",
+        "ranking": "ranks per (suite, dataset, ranked metric) among non-control models, average ranks for "
+        "ties; score = mean of the ranked metrics scaled between the suite's negative (0) and positive (1) "
+        "controls per dataset; overall_rank = rank by score; controls, fixtures, rows that could not run "
+        "and rows without control references are unranked (see 'unranked')",
+        "scaling": SCALING_RULE,
+        "rows": ROW_POLICY,
         **(extra or {}),
         "suites": suites,
     }
