@@ -474,6 +474,7 @@ def test_published_site_in_headless_chromium(browser, published_site):
             assert "68k PBMC (reduced), labelled" in cards and "BSD-3-Clause" in cards
             assert "Zheng et al. 2017" in cards
             assert "scvi-tools" in page.inner_text('#method-cards tr[data-model="scvi"]')
+            assert "text_model: all-MiniLM-L6-v2" in page.inner_text('#method-cards tr[data-model="biobert"]')
         if name.startswith("suite-"):
             descs = page.eval_on_selector_all(
                 ".dataset-card .card-description", "d => d.map(x => x.innerText)"

@@ -415,3 +415,14 @@ def cross_suite(boards: Sequence[SuiteBoard]) -> dict[tuple[str, str], tuple[flo
                 if row.score is not None:
                     scores.setdefault((row.display, b.meta.name), []).append(row.score)
     return {k: (float(np.mean(v)), len(v)) for k, v in scores.items()}
+
+
+def unscored_suites(boards: Sequence[SuiteBoard]) -> dict[str, str]:
+    """Suite → why no model of it has a score (the first non-control row's reason)."""
+    out = {}
+    for b in boards:
+        rows = [r for r in b.rows if not r.is_control]
+        if rows and not any(r.score is not None for r in rows):
+            reasons = sorted({r.unranked for r in rows if r.unranked})
+            out[b.meta.name] = "; ".join(reasons[:2]) or "no scores"
+    return out

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from benchmarks.leaderboard.ablation import AblationResult, ablations
-from benchmarks.leaderboard.aggregate import SuiteBoard, build_boards, cross_suite
+from benchmarks.leaderboard.aggregate import SuiteBoard, build_boards, cross_suite, unscored_suites
 from benchmarks.leaderboard.assets import AssetCopier, SiteImage
 from benchmarks.leaderboard.charts import heatmap
 from benchmarks.leaderboard.html import SiteContext, render_site
@@ -140,6 +140,7 @@ def build(
         summary_svg=summary,
     )
     datasets = {d.dataset: dataset_info(d.dataset) for b in boards for d in b.datasets}
+    ctx.unscored = unscored_suites(boards)
     files = render_site(out, boards, abl, images, ctx, datasets, method_infos(recs))
     (out / "README.md").write_text(render_markdown(boards, abl, ctx), encoding="utf-8")
     extra = {

@@ -367,6 +367,8 @@ class MethodCard:
     paper: str
     url: str
     repository: str = ""
+    shown_params: tuple[str, ...] = ()
+    """Model parameters (``record.model.params``) whose values the site lists, e.g. the text model."""
 
 
 METHODS: dict[str, MethodCard] = {
@@ -420,11 +422,12 @@ METHODS: dict[str, MethodCard] = {
         "https://github.com/jingcheng-du/Gene2vec",
     ),
     "biobert": MethodCard(
-        "gene-description text embeddings (transformers)",
-        ("transformers",),
-        "Lee et al. 2020, BioBERT: a pre-trained biomedical language representation model, Bioinformatics 36:1234",
+        "gene-description text embeddings: BioBERT when its weights are supplied, else the sentence-transformers model all-MiniLM-L6-v2 (the model each run used is listed beside)",
+        ("transformers", "sentence-transformers"),
+        "Lee et al. 2020, BioBERT: a pre-trained biomedical language representation model, Bioinformatics 36:1234; fallback: Reimers & Gurevych 2019, Sentence-BERT, EMNLP (all-MiniLM-L6-v2)",
         "https://doi.org/10.1093/bioinformatics/btz682",
         "https://github.com/dmis-lab/biobert",
+        ("text_model",),
     ),
     "pca-logreg": MethodCard(
         "scanpy PCA + scikit-learn LogisticRegression",

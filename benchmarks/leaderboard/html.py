@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ class SiteContext:
     provenance_banner: str = ""
     provenance_clean: bool = True
     summary_svg: str = ""
+    unscored: dict[str, str] = field(default_factory=dict)
+    """Suite → why none of its models has a score (shown under the summary figure)."""
 
 
 def _env() -> jinja2.Environment:
@@ -354,6 +356,7 @@ def render_site(
         page="index",
         title="Overview",
         summary_svg=Markup(ctx.summary_svg),
+        unscored=ctx.unscored,
     )
     (out / "index.html").write_text(index, encoding="utf-8")
     written.append(out / "index.html")

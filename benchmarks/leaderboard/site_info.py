@@ -92,6 +92,12 @@ def method_infos(records: Iterable[Mapping[str, Any]]) -> list[MethodInfo]:
                 if installed.get(pkg):
                     versions.setdefault(pkg, set()).add(str(installed[pkg]))
         text = ", ".join(f"{p} {' | '.join(sorted(v))}" for p, v in versions.items()) or "—"
+        for param in card.shown_params if card else ():
+            used = sorted(
+                {str((r["model"].get("params") or {}).get(param)) for r in recs if r["status"] == "FINISHED"}
+            )
+            if used:
+                text += f"; {param}: {' | '.join(used)}"
         out.append(
             MethodInfo(
                 name=name,

@@ -281,6 +281,7 @@ INDEX = """{% extends "base.html" %}{% from "macros.html" import board %}
 <figcaption>Each cell: a method's control-scaled score (mean of its ranked metrics, each scaled so that the
 suite's negative control scores 0 and its positive control 1), averaged over the suite's ranked datasets.
 {{ scaling_rule }} Metric definitions, dataset cards and method versions: <a href="definitions.html">definitions</a>.</figcaption></figure>
+{% if unscored %}<ul class="legend" id="unscored">{% for suite, why in unscored.items() %}<li><b>{{ suite }}</b> has no scores: {{ why }}.</li>{% endfor %}</ul>{% endif %}
 <p>Each table lists, per suite, every model on every dataset: the mean ± sd of the suite's metrics over
 seeds, the rank of each model per ranked metric within its dataset, its control-scaled score and its rank.
 Open ▸ on a row for its status, scaled scores and provenance. Follow a suite's name for dataset cards,
