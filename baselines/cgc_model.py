@@ -46,14 +46,14 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
+from baselines._lazy import lazy_callable, lazy_module
 from baselines.cgc_pretraining import checkpoint_digest, corpus_cards, default_checkpoint
 from benchmarks.errors import InputError
 from benchmarks.interface import (
@@ -69,30 +69,38 @@ from benchmarks.interface import (
     TaskKind,
 )
 from cgc.config import EDGE_TYPES, NODE_FEATURES, CGCConfig, load_config
-from cgc.finetune import (
-    CellClassifierHead,
-    CellMatrix,
-    GeneDecoder,
-    KnockoutLoss,
-    TrainLog,
-    TrainSettings,
-    cell_outputs,
-    choose_panel,
-    decode,
-    embedding_graphs,
-    finetune_masked,
-    map_matrix,
-    panel_graph,
-    perturbation_loss,
-    train_classifier,
-    train_decoder,
-)
-from cgc.graph import CellGraphBuilder
-from cgc.model import CGCModel
-from cgc.preprocess import first_mapped_columns
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import SPECIAL_TOKENS
-from cgc.train.checkpoint import load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    import torch
+
+    from cgc.finetune import CellMatrix, KnockoutLoss, TrainLog, TrainSettings
+    from cgc.model import CGCModel
+
+# torch, PyG and the CGC network load on first use, so listing models stays light.
+torch = lazy_module("torch")  # type: ignore[no-redef]  # noqa: F811
+_FT = "cgc.finetune"
+CellClassifierHead = lazy_callable(_FT, "CellClassifierHead")
+CellMatrix = lazy_callable(_FT, "CellMatrix")  # type: ignore[misc]  # noqa: F811
+GeneDecoder = lazy_callable(_FT, "GeneDecoder")
+KnockoutLoss = lazy_callable(_FT, "KnockoutLoss")  # type: ignore[misc]  # noqa: F811
+TrainSettings = lazy_callable(_FT, "TrainSettings")  # type: ignore[misc]  # noqa: F811
+cell_outputs = lazy_callable(_FT, "cell_outputs")
+choose_panel = lazy_callable(_FT, "choose_panel")
+decode = lazy_callable(_FT, "decode")
+embedding_graphs = lazy_callable(_FT, "embedding_graphs")
+finetune_masked = lazy_callable(_FT, "finetune_masked")
+map_matrix = lazy_callable(_FT, "map_matrix")
+panel_graph = lazy_callable(_FT, "panel_graph")
+perturbation_loss = lazy_callable(_FT, "perturbation_loss")
+train_classifier = lazy_callable(_FT, "train_classifier")
+train_decoder = lazy_callable(_FT, "train_decoder")
+CellGraphBuilder = lazy_callable("cgc.graph", "CellGraphBuilder")
+CGCModel = lazy_callable("cgc.model", "CGCModel")  # type: ignore[misc]  # noqa: F811
+first_mapped_columns = lazy_callable("cgc.preprocess", "first_mapped_columns")
+load_checkpoint = lazy_callable("cgc.train.checkpoint", "load_checkpoint")
+save_checkpoint = lazy_callable("cgc.train.checkpoint", "save_checkpoint")
 
 log = logging.getLogger(__name__)
 

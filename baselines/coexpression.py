@@ -15,9 +15,53 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from baselines.preprocessing import log_normalized
 from benchmarks.interface import Capabilities, GeneEmbeddingMixin, Init, ModelAdapter, TaskKind
+
+GENE_CHUNK = 1024
+"""Genes densified at a time by :func:`standardized_profiles`."""
+
+
+def standardized_profiles(X: Any, chunk: int = GENE_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean, unit-norm gene profiles of a ``cells × genes`` matrix, in bounded memory.
+
+    Columns are densified ``chunk`` genes at a time (float64, as a dense computation would do
+    them), so a sparse matrix of 2,700 × 32,738 never becomes a dense float64 copy; each
+    column's arithmetic is the same as on the whole dense matrix.
+
+    Parameters
+    ----------
+    X
+        Dense array or scipy sparse matrix, cells × genes.
+    chunk
+        Genes per dense block.
+
+    Returns
+    -------
+    profiles : numpy.ndarray
+        ``float32`` ``(n_expressed, n_cells)``: one standardised profile per gene whose
+        profile is not constant.
+    expressed : numpy.ndarray
+        Boolean mask over the columns of ``X`` (the rows of ``profiles``).
+
+    """
+    if sp.issparse(X):
+        X = sp.csc_matrix(X)
+    n_genes = X.shape[1]
+    blocks: list[np.ndarray] = []
+    expressed = np.zeros(n_genes, dtype=bool)
+    for a in range(0, n_genes, chunk):
+        block = X[:, a : a + chunk]
+        block = np.asarray(block.toarray() if sp.issparse(block) else block, dtype=np.float64)
+        block = block - block.mean(axis=0)
+        norm = np.linalg.norm(block, axis=0)
+        ok = norm > 0
+        expressed[a : a + chunk] = ok
+        blocks.append((block[:, ok] / norm[ok]).T.astype(np.float32))
+    n_cells = X.shape[0]
+    return (np.concatenate(blocks) if blocks else np.zeros((0, n_cells), np.float32)), expressed
 
 
 class CoexpressionAdapter(ModelAdapter, GeneEmbeddingMixin):
@@ -60,12 +104,8 @@ class CoexpressionAdapter(ModelAdapter, GeneEmbeddingMixin):
             )
             adata = adata[keep]
         X = log_normalized(adata).X
-        X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
-        X = X - X.mean(axis=0)
-        norm = np.linalg.norm(X, axis=0)
-        expressed = norm > 0
         symbols = adata.var["gene_symbol"] if "gene_symbol" in adata.var else adata.var_names
-        Z = (X[:, expressed] / norm[expressed]).T.astype(np.float32)
+        Z, expressed = standardized_profiles(X)
         index = pd.Index(np.asarray(symbols, dtype=str)[expressed])
         return pd.DataFrame(Z, index=index).loc[~index.duplicated()]
 

@@ -14,14 +14,16 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.errors import InputError
-from benchmarks.leaderboard.ablation import AblationResult, ablations
+
+if TYPE_CHECKING:
+    from benchmarks.leaderboard.ablation import AblationResult
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ def compare(records: Sequence[dict[str, Any]], suite: str, confidence: float = 0
     from benchmarks.registry import suite_class
 
     cls = suite_class(suite)
+    from benchmarks.leaderboard.ablation import ablations
+
     return ablations(
         records,
         {suite: cls.headline_metrics},

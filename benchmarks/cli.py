@@ -72,6 +72,30 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(weights_app, name="weights")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from benchmarks import __version__
+
+        try:
+            installed = version("cgcbench")
+        except PackageNotFoundError:
+            installed = __version__
+        console.print(f"cgcbench {installed}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+    ] = False,
+) -> None:
+    """Train, evaluate and compare single-cell foundation models (CGC and baselines)."""
+
+
 def _mount_optional() -> None:
     """Mount the leaderboard group and ``datasets simulate`` (they import heavier modules)."""
     from benchmarks.ablate import ablate_command

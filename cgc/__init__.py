@@ -16,7 +16,8 @@ CGCModel
     ``pretrain_loss(batch)``, ``gene_embeddings() -> DataFrame``,
     ``gene_features(ids, readout)``; cell embeddings: ``cgc.embed_cells(model, adata)``.
 CellGraphBuilder
-    Per-cell PyG graphs from the global CSR prior graph (:mod:`cgc.graph`).
+    Per-cell PyG graphs from the global CSR prior graph (:mod:`cgc.graph`);
+    ``build_batch`` builds many cells' graphs at once.
 preprocess
     ``qc_filter``, ``normalize_log1p``, ``sample_genes``, ``bin_values``, ``mask_values``,
     ``prepare_cell``.
@@ -27,11 +28,17 @@ save_checkpoint, load_checkpoint
     ``load_checkpoint(path) -> (model, priors, meta)``.
 errors
     :class:`CGCError` (a :class:`ValueError`) and its subclasses.
+
+Names are imported on first use (PEP 562), so ``import cgc`` (and the command line that
+mounts :mod:`cgc.cli`) does not import torch or PyG until a model, graph or checkpoint is
+actually needed.
 """
 
-from cgc import preprocess
-from cgc.config import CGCConfig, RunConfig, TrainConfig, load_config
-from cgc.embed import embed_cells
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from cgc.errors import (
     CGCError,
     CheckpointError,
@@ -43,22 +50,57 @@ from cgc.errors import (
     PriorsMismatchError,
     VocabularyError,
 )
-from cgc.graph import CellGraphBuilder
-from cgc.model import CGCModel, CGCOutput
-from cgc.priors import GenePriors, MappingReport, PriorSources
-from cgc.train.checkpoint import load_checkpoint, save_checkpoint
-from cgc.train.corpus import build_corpus
 
 __version__ = "0.1.0"
 
+_LAZY: dict[str, str] = {
+    "preprocess": "cgc.preprocess",
+    "CGCConfig": "cgc.config",
+    "RunConfig": "cgc.config",
+    "TrainConfig": "cgc.config",
+    "load_config": "cgc.config",
+    "embed_cells": "cgc.embed",
+    "CellGraphBuilder": "cgc.graph",
+    "CGCModel": "cgc.model",
+    "CGCOutput": "cgc.model",
+    "GenePriors": "cgc.priors",
+    "MappingReport": "cgc.priors",
+    "PriorSources": "cgc.priors",
+    "load_checkpoint": "cgc.train.checkpoint",
+    "save_checkpoint": "cgc.train.checkpoint",
+    "build_corpus": "cgc.train.corpus",
+    "pretrain": "cgc.train.pretrain",
+    "PretrainResult": "cgc.train.pretrain",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from cgc import preprocess
+    from cgc.config import CGCConfig, RunConfig, TrainConfig, load_config
+    from cgc.embed import embed_cells
+    from cgc.graph import CellGraphBuilder
+    from cgc.model import CGCModel, CGCOutput
+    from cgc.priors import GenePriors, MappingReport, PriorSources
+    from cgc.train.checkpoint import load_checkpoint, save_checkpoint
+    from cgc.train.corpus import build_corpus
+    from cgc.train.pretrain import PretrainResult, pretrain
+
 
 def __getattr__(name: str) -> object:
-    # Imported lazily so that ``python -m cgc.train.pretrain`` runs cleanly.
-    if name in ("pretrain", "PretrainResult"):
-        from cgc.train import pretrain as _pretrain_module
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cgc' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module == f"cgc.{name}" else getattr(mod, name)
+    if name not in ("pretrain", "PretrainResult"):
+        # cache (``cgc.pretrain`` stays a lookup: ``python -m cgc.train.pretrain`` re-runs
+        # that module as __main__ and the attribute must not shadow the sub-package)
+        globals()[name] = value
+    return value
 
-        return getattr(_pretrain_module, name)
-    raise AttributeError(f"module 'cgc' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CGCConfig",

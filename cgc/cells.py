@@ -19,14 +19,18 @@ standardised log-expression (``value_target="zscore"``, see :class:`GeneStats`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from torch_geometric.data import Data
 
 from cgc.config import CGCConfig
-from cgc.graph import CellGraphBuilder
 from cgc.preprocess import Seed, as_rng, bin_values, mask_values, sample_genes
+
+if TYPE_CHECKING:  # GeneStats is read by corpus code that must not import torch
+    from torch_geometric.data import Batch, Data
+
+    from cgc.graph import CellGraphBuilder, CellInput
 
 ZSCORE_CLIP = 8.0
 """Standardised targets are clipped to ``±ZSCORE_CLIP``."""
@@ -81,6 +85,49 @@ class GeneStats:
         return np.clip(z, -ZSCORE_CLIP, ZSCORE_CLIP).astype(np.float32)
 
 
+def prepare_example(
+    config: CGCConfig,
+    genes: np.ndarray,
+    values: np.ndarray,
+    seed: Seed = 0,
+    *,
+    mask: bool = False,
+    stats: GeneStats | None = None,
+) -> tuple[CellInput, np.random.Generator]:
+    """Choose, bin and mask one cell's genes: the node inputs of its graph.
+
+    Takes the arguments of :func:`cell_example` (without the builder) and returns the
+    :class:`~cgc.graph.CellInput` plus the Generator whose state the edge budget must
+    continue from, so ``builder.build(*cell, seed=rng)`` is exactly :func:`cell_example`
+    and ``builder.build_batch(cells, rngs)`` builds many at once.
+    """
+    from cgc.graph import CellInput
+
+    rng = as_rng(seed)
+    genes = np.asarray(genes, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float32)
+    if config.input_genes == "expressed":
+        mode = config.sample_mode if mask else "top"
+        pick = sample_genes(values, config.max_genes, rng, mode)
+    elif len(genes) > config.max_genes:
+        pick = np.sort(rng.choice(len(genes), config.max_genes, replace=False))
+    else:
+        pick = np.arange(len(genes))
+    g, v = genes[pick], values[pick]
+    binned = bin_values(v, config.n_bins)
+    if config.value_target == "zscore" and stats is not None:
+        target = stats.zscore(g, v)
+    elif config.node_norm:
+        target = (binned / (config.n_bins - 1)).astype(np.float32)
+    else:
+        target = binned.astype(np.float32)
+    if mask and config.mask_ratio > 0:
+        inp, m = mask_values(binned, config.mask_ratio, rng, config.mask_value)
+    else:
+        inp, m = binned.astype(np.float32), np.zeros(len(g), dtype=bool)
+    return CellInput(g, inp, target, m), rng
+
+
 def cell_example(
     builder: CellGraphBuilder,
     config: CGCConfig,
@@ -116,26 +163,36 @@ def cell_example(
         The cell graph with node fields ``value`` (bins), ``target`` and ``mask``.
 
     """
-    rng = as_rng(seed)
-    genes = np.asarray(genes, dtype=np.int64)
-    values = np.asarray(values, dtype=np.float32)
-    if config.input_genes == "expressed":
-        mode = config.sample_mode if mask else "top"
-        pick = sample_genes(values, config.max_genes, rng, mode)
-    elif len(genes) > config.max_genes:
-        pick = np.sort(rng.choice(len(genes), config.max_genes, replace=False))
-    else:
-        pick = np.arange(len(genes))
-    g, v = genes[pick], values[pick]
-    binned = bin_values(v, config.n_bins)
-    if config.value_target == "zscore" and stats is not None:
-        target = stats.zscore(g, v)
-    elif config.node_norm:
-        target = (binned / (config.n_bins - 1)).astype(np.float32)
-    else:
-        target = binned.astype(np.float32)
-    if mask and config.mask_ratio > 0:
-        inp, m = mask_values(binned, config.mask_ratio, rng, config.mask_value)
-    else:
-        inp, m = binned.astype(np.float32), np.zeros(len(g), dtype=bool)
-    return builder.build(g, inp, target, m, seed=rng)
+    cell, rng = prepare_example(config, genes, values, seed, mask=mask, stats=stats)
+    return builder.build(*cell, seed=rng)
+
+
+def cell_batch(
+    builder: CellGraphBuilder,
+    config: CGCConfig,
+    cells: list[tuple[np.ndarray, np.ndarray]],
+    seeds: list[Seed],
+    *,
+    mask: bool = False,
+    stats: GeneStats | None = None,
+) -> Batch:
+    """The graphs of many cells as one batch: equal to collating :func:`cell_example`'s.
+
+    Parameters
+    ----------
+    builder, config, mask, stats
+        As for :func:`cell_example`.
+    cells
+        ``(genes, values)`` per cell.
+    seeds
+        One seed or Generator per cell.
+
+    Returns
+    -------
+    torch_geometric.data.Batch
+        Built by :meth:`~cgc.graph.CellGraphBuilder.build_batch`.
+
+    """
+    prepared = [prepare_example(config, g, v, s, mask=mask, stats=stats)
+                for (g, v), s in zip(cells, seeds, strict=True)]
+    return builder.build_batch([c for c, _ in prepared], [r for _, r in prepared])

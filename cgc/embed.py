@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 import anndata as ad
 import numpy as np
 import torch
-from torch_geometric.data import Batch
 
-from cgc.graph import CellGraphBuilder
+from cgc.graph import CellGraphBuilder, CellInput
 
 if TYPE_CHECKING:
     from cgc.model import CGCModel
@@ -35,6 +34,22 @@ def cell_graphs(model: CGCModel, adata: ad.AnnData, id_type: str = "symbol",
     builder = CellGraphBuilder(model.priors, cfg)
     return [expressed_graph(builder, cfg, cm, r, np.random.default_rng([seed, r]))
             for r in range(cm.n_cells)]
+
+
+def _cell_inputs(model: CGCModel, adata: ad.AnnData, id_type: str, layer: str | None,
+                 normalize: str, min_mapped_fraction: float, seed: int = 0
+                 ) -> tuple[CellGraphBuilder, list[tuple[CellInput, np.random.Generator]]]:
+    """:func:`cell_graphs` without the graphs: the builder and every cell's node inputs."""
+    from cgc.finetune.data import expressed_input, map_matrix
+
+    cfg = model.config
+    panel = cfg.max_genes if cfg.input_genes == "panel" else None
+    cm = map_matrix(model.priors, adata.layers[layer] if layer is not None else adata.X,
+                    list(adata.var_names), normalize, panel_size=panel, id_type=id_type)
+    cm.report.check(min_mapped_fraction, where="embed_cells(adata)")
+    builder = CellGraphBuilder(model.priors, cfg)
+    return builder, [expressed_input(cfg, cm, r, np.random.default_rng([seed, r]))
+                     for r in range(cm.n_cells)]
 
 
 @torch.no_grad()
@@ -73,10 +88,11 @@ def embed_cells(model: CGCModel, adata: ad.AnnData, batch_size: int = 64,
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     was = model.training
     model.eval().to(dev)
-    graphs = cell_graphs(model, adata, id_type, layer, normalize, min_mapped_fraction)
-    out = np.zeros((len(graphs), model.config.d_model), dtype=np.float32)
-    for s in range(0, len(graphs), batch_size):
-        batch = Batch.from_data_list(graphs[s : s + batch_size]).to(dev)
+    builder, inputs = _cell_inputs(model, adata, id_type, layer, normalize, min_mapped_fraction)
+    out = np.zeros((len(inputs), model.config.d_model), dtype=np.float32)
+    for s in range(0, len(inputs), batch_size):
+        chunk = inputs[s : s + batch_size]  # graphs built per batch, all at once
+        batch = builder.build_batch([c for c, _ in chunk], [r for _, r in chunk]).to(dev)
         out[s : s + batch.num_graphs] = model(batch).h_cell.float().cpu().numpy()
     model.train(was)
     return out

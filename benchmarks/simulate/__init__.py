@@ -17,14 +17,34 @@ import os
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.data.cards import DatasetCard
 from benchmarks.errors import InputError
-from benchmarks.simulate.designs import DEFAULTS, resolve_params, simulate
+
+if TYPE_CHECKING:
+    from benchmarks.data.cards import DatasetCard
 
 SIMULATOR_VERSION = "1"
 """Bumped whenever the simulation code changes its output for the same parameters."""
+
+
+
+def __getattr__(name: str) -> Any:
+    # The designs (numpy/scipy, SERGIO's engine) load on first use, so mounting
+    # ``cgcbench datasets simulate`` costs nothing at start-up; cached once loaded, and a
+    # monkeypatched ``simulate`` is what :func:`materialize` calls.
+    if name in ("DEFAULTS", "resolve_params", "simulate"):
+        from benchmarks.simulate import designs
+
+        value = getattr(designs, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _designs(name: str) -> Any:
+    return globals()[name] if name in globals() else __getattr__(name)
+
 
 __all__ = ["DEFAULTS", "SIMULATOR_VERSION", "card_params", "materialize", "params_hash", "simulate"]
 
@@ -44,7 +64,7 @@ def card_params(card: DatasetCard, overrides: dict[str, Any] | None = None) -> d
     table = card.extra.get("simulation")
     if not isinstance(table, dict):
         raise InputError(f"{where}: a simulated card needs a [simulation] table (e.g. design, seed, n_genes)")
-    return resolve_params({**table, **(overrides or {})}, where)
+    return _designs("resolve_params")({**table, **(overrides or {})}, where)
 
 
 def params_hash(params: dict[str, Any]) -> str:
@@ -96,7 +116,7 @@ def materialize(
     if path.is_file() and sidecar(path).is_file():  # written by us: must still be what we wrote
         verify_sidecar(path, f"delete {path} (and {sidecar(path).name}) to simulate it again")
         return path
-    adata = simulate(params, n_jobs=n_jobs)
+    adata = _designs("simulate")(params, n_jobs=n_jobs)
     adata.uns["simulation"]["card"] = card.name
     adata.uns["simulation"]["sergio_version"] = _sergio_version()
     adata.uns["simulation"]["simulator_version"] = SIMULATOR_VERSION

@@ -21,9 +21,9 @@ import scipy.sparse as sp
 import torch
 from torch_geometric.data import Data
 
-from cgc.cells import GeneStats, cell_example, column_moments
+from cgc.cells import GeneStats, cell_example, column_moments, prepare_example
 from cgc.config import CGCConfig
-from cgc.graph import CellGraphBuilder
+from cgc.graph import CellGraphBuilder, CellInput
 from cgc.preprocess import Seed, bin_values, first_mapped_columns, highly_variable, normalize_as
 from cgc.priors.bundle import GenePriors
 from cgc.priors.vocab import MappingReport
@@ -150,6 +150,18 @@ def expressed_graph(builder: CellGraphBuilder, config: CGCConfig, cm: CellMatrix
     genes, vals = _dense_row(cm, r) if config.input_genes == "panel" else _row(cm, r)
     return cell_example(builder, config, genes, vals, seed, mask=mask,
                         stats=stats if stats is not None else cm.stats)
+
+
+def expressed_input(config: CGCConfig, cm: CellMatrix, r: int, seed: Seed = 0,
+                    mask: bool = False, stats: GeneStats | None = None
+                    ) -> tuple[CellInput, np.random.Generator]:
+    """:func:`expressed_graph` without the graph: node inputs and the edge-budget Generator.
+
+    ``builder.build_batch`` of many of these equals collating their :func:`expressed_graph`.
+    """
+    genes, vals = _dense_row(cm, r) if config.input_genes == "panel" else _row(cm, r)
+    return prepare_example(config, genes, vals, seed, mask=mask,
+                           stats=stats if stats is not None else cm.stats)
 
 
 def choose_panel(gene_ids: np.ndarray, mean_values: np.ndarray, max_genes: int) -> np.ndarray:

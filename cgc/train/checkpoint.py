@@ -21,14 +21,16 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cgc.config import CGCConfig
 from cgc.errors import CheckpointError, PriorsMismatchError
-from cgc.model import CGCModel
 from cgc.priors.bundle import GenePriors
+
+if TYPE_CHECKING:
+    import torch
+
+    from cgc.model import CGCModel
 from cgc.utils import sha256_file
 
 MANIFEST = "MANIFEST.sha256"
@@ -78,6 +80,8 @@ def save_checkpoint(path: str | Path, model: CGCModel, priors: GenePriors | None
         The checkpoint directory.
 
     """
+    import torch
+
     priors = model.priors if priors is None else priors
     if priors.content_hash != model.priors_hash:
         raise PriorsMismatchError("save_checkpoint: priors differ from the model's priors")
@@ -193,6 +197,10 @@ def load_checkpoint(path: str | Path, priors: GenePriors | None = None,
         ``priors`` differs from the checkpoint's bundle.
 
     """
+    import torch
+
+    from cgc.model import CGCModel
+
     root = resolve_checkpoint(path)
     if verify:
         verify_checkpoint(root)
@@ -242,6 +250,8 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         The state is missing, corrupted, holds objects outside the allow-list or unknown keys.
 
     """
+    import torch
+
     root = resolve_checkpoint(path)
     f = root / "train_state.pt"
     if not f.is_file():

@@ -9,13 +9,16 @@ is a pure function of ``k``: resuming at step ``s`` just starts at
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from torch.utils.data import Dataset
-from torch_geometric.data import Data
+from torch_geometric.data import Batch, Data
 
-from cgc.cells import cell_example
+from cgc.cells import prepare_example
 from cgc.config import CGCConfig
-from cgc.graph import CellGraphBuilder
+from cgc.graph import CellGraphBuilder, CellInput
 from cgc.train.corpus import CorpusReader
 
 
@@ -53,10 +56,15 @@ class PretrainStream(Dataset[Data]):
             self._perm, self._perm_epoch = rng.permutation(n), epoch
         return epoch, int(self._perm[k % n])
 
-    def __getitem__(self, k: int) -> Data:
+    def example(self, k: int) -> tuple[CellInput, np.random.Generator]:
+        """Node inputs of sample ``k`` and the Generator its edge budget continues from."""
         epoch, cell = self._cell(int(k))
-        return make_example(self.reader, self.builder, self.config, cell,
-                            [self.seed, self.rank, epoch, cell])
+        return make_input(self.reader, self.config, cell, [self.seed, self.rank, epoch, cell],
+                          self.builder.priors.n_genes)
+
+    def __getitem__(self, k: int) -> Data:
+        cell, rng = self.example(k)
+        return self.builder.build(*cell, seed=rng)
 
 
 class EvalSet(Dataset[Data]):
@@ -83,9 +91,41 @@ class EvalSet(Dataset[Data]):
     def __len__(self) -> int:
         return self.n
 
+    def example(self, i: int) -> tuple[CellInput, np.random.Generator]:
+        """Node inputs of validation cell ``i`` and its edge-budget Generator."""
+        return make_input(self.reader, self.config, int(i), [self.seed, 7_777_777, int(i)],
+                          self.builder.priors.n_genes)
+
     def __getitem__(self, i: int) -> Data:
-        return make_example(self.reader, self.builder, self.config, int(i),
-                            [self.seed, 7_777_777, int(i)])
+        cell, rng = self.example(i)
+        return self.builder.build(*cell, seed=rng)
+
+
+class InputView(Dataset[tuple[CellInput, np.random.Generator]]):
+    """A stream's node inputs (no graphs) for a loader that batches with :class:`GraphCollator`."""
+
+    def __init__(self, dataset: PretrainStream | EvalSet) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, k: int) -> tuple[CellInput, np.random.Generator]:
+        return self.dataset.example(k)
+
+
+class GraphCollator:
+    """Collate function building a batch's graphs at once (:meth:`CellGraphBuilder.build_batch`).
+
+    Equal to ``Batch.from_data_list([dataset[k] for k in batch])``.
+    """
+
+    def __init__(self, builder: CellGraphBuilder) -> None:
+        self.builder = builder
+
+    def __call__(self, items: Sequence[tuple[CellInput, Any]]) -> Batch:
+        """Build the batch of ``(CellInput, Generator)`` items."""
+        return self.builder.build_batch([c for c, _ in items], [r for _, r in items])
 
 
 def make_example(reader: CorpusReader, builder: CellGraphBuilder, config: CGCConfig,
@@ -95,13 +135,20 @@ def make_example(reader: CorpusReader, builder: CellGraphBuilder, config: CGCCon
     With ``input_genes="panel"`` the cell's genes are its input data set's panel (zeros
     included); targets are standardised with that data set's per-gene statistics.
     """
+    cell_input, rng = make_input(reader, config, cell, seed, builder.priors.n_genes)
+    return builder.build(*cell_input, seed=rng)
+
+
+def make_input(reader: CorpusReader, config: CGCConfig, cell: int, seed: list[int],
+               n_vocab: int) -> tuple[CellInput, np.random.Generator]:
+    """:func:`make_example` without the graph: node inputs and the edge-budget Generator."""
     rng = np.random.default_rng(seed)
     genes, values = reader[cell]
     k = reader.source_of(cell)
     if config.input_genes == "panel":
         genes, values = densify(genes, values, reader.source_panel(k)[: config.max_genes])
-    stats = reader.source_stats(k, builder.priors.n_genes)
-    return cell_example(builder, config, genes, values, rng, mask=True, stats=stats)
+    stats = reader.source_stats(k, n_vocab)
+    return prepare_example(config, genes, values, rng, mask=True, stats=stats)
 
 
 def densify(genes: np.ndarray, values: np.ndarray, panel: np.ndarray

@@ -51,7 +51,7 @@ from cgc.train.corpus import (
     is_corpus_dir,
     read_manifest,
 )
-from cgc.train.data import EvalSet, PretrainStream
+from cgc.train.data import EvalSet, GraphCollator, InputView, PretrainStream
 from cgc.train.memory import check_fits
 from cgc.train.schedule import make_scheduler
 
@@ -131,8 +131,10 @@ def _set_rng_state(st: dict[str, Any]) -> None:
 
 def _loader(dataset: Any, indices: Sequence[int], batch_size: int, workers: int
             ) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=indices,  # type: ignore[arg-type]
-                      collate_fn=Batch.from_data_list, num_workers=workers,
+    # Cells are prepared one by one, their graphs built per batch at once (build_batch).
+    return DataLoader(InputView(dataset), batch_size=batch_size,
+                      sampler=indices,  # type: ignore[arg-type]
+                      collate_fn=GraphCollator(dataset.builder), num_workers=workers,
                       persistent_workers=False)
 
 
