@@ -236,6 +236,11 @@ class TrainConfig:
         Mixed precision on CUDA (bf16 when supported, else fp16 with loss scaling).
     memory_fraction
         Fail before training when the estimated peak exceeds this fraction of free memory.
+    sparse_gene_table
+        Update only the rows of the gene table ``emb_g`` that a step touched (sparse
+        gradient, :class:`cgc.train.optim.RowSparseAdam`; "lazy" Adam: untouched rows'
+        moments do not decay). Saves the dense ``V × d`` gradient and Adam pass over the
+        table every step. Equals Adam for rows touched at every step; single process only.
 
     """
 
@@ -258,6 +263,7 @@ class TrainConfig:
     num_workers: int = 0
     amp: bool = True
     memory_fraction: float = 0.9
+    sparse_gene_table: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1:

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from torch_geometric.data import Batch
 
 from cgc.config import CGCConfig, RunConfig, load_config
-from cgc.errors import CGCError, CorpusError
+from cgc.errors import CGCError, ConfigError, CorpusError
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
 from cgc.priors.bundle import GenePriors
@@ -53,6 +53,7 @@ from cgc.train.corpus import (
 )
 from cgc.train.data import EvalSet, GraphCollator, InputView, PretrainStream
 from cgc.train.memory import check_fits
+from cgc.train.optim import RowSparseAdam, clip_grad_norm, use_sparse_gene_table
 from cgc.train.schedule import make_scheduler
 
 KILL_ENV = "CGC_TEST_KILL_AT_STEP"  # test hook: SIGKILL this process after that step
@@ -317,8 +318,17 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
     model.train().to(info.device)
     check_fits(model.num_parameters(), mcfg, tcfg, info.device,
                model.text_table.numel() * model.text_table.element_size())
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
-                           weight_decay=tcfg.weight_decay)
+    if tcfg.sparse_gene_table:
+        if info.world_size > 1:
+            raise ConfigError("TrainConfig.sparse_gene_table works in a single process; set it "
+                              "to false for torchrun/DDP training")
+        use_sparse_gene_table(model)
+        opt: torch.optim.Optimizer = RowSparseAdam(
+            model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
+            weight_decay=tcfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
+                               weight_decay=tcfg.weight_decay)
     sched = make_scheduler(opt, tcfg.warmup_steps, tcfg.decay_gamma, tcfg.decay_every)
     use_amp = tcfg.amp and info.device.type == "cuda"
     amp_dtype = (torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported()
@@ -427,7 +437,10 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
                 continue
             if tcfg.grad_clip is not None:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+                if tcfg.sparse_gene_table:
+                    clip_grad_norm(model.parameters(), tcfg.grad_clip)
+                else:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             opt.zero_grad(set_to_none=True)
