@@ -1,0 +1,313 @@
+"""Issue-16 figures in one process, side by side: today's path vs the new one (prints a table).
+
+Rows (CPU seconds: ``time.process_time`` in this process, ``RUSAGE_CHILDREN`` for commands;
+``k`` interleaved repetitions, median and range ``[min–max]``):
+
+- cell-graph construction, 1,200 genes/cell, paper config: per-cell ``build`` + collate
+  (today) vs ``build_batch``;
+- small config train step, batch 8: CGC vs ``use_graph=False``, with dense Adam (today) and
+  with the row-sparse gene table; peak memory of each in a fresh process;
+- paper config train step at batch 2 and 4 with and without graph (step time, peak memory);
+- cell-embedding throughput of a small CGC model: per-cell graphs + collate (today) vs
+  ``embed_cells`` (batched builder);
+- ``cgcbench --help`` and ``cgcbench list suites`` CPU time against ``import torch``, before
+  (``--before``, a checkout of the old code) and now, and whether torch was imported;
+- the co-expression control on pbmc3k_raw: peak memory of the former dense computation vs the
+  block-wise one (fresh process each).
+
+Usage::
+
+    python benchmarks/perf/overhead.py [--data ../shared/data] [--before /path/to/old/checkout]
+        [--reps 5] [--skip paper,cli,coexpr]
+
+Not timed assertions: numbers for the issue's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cgc_perf import PeakRSS, _cells, _priors  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _fmt(xs: list[float], unit: str = "s", scale: float = 1.0) -> str:
+    a = np.asarray(xs) * scale
+    return f"{_num(float(np.median(a)))} {unit} [{_num(a.min())}–{_num(a.max())}]"
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """CPU seconds of each function, repetitions interleaved (one warm-up each first)."""
+    for f in fns.values():
+        f()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t = time.process_time()
+            f()
+            out[k].append(time.process_time() - t)
+    return out
+
+
+def graph_rows(priors, reps: int, n_cells: int = 64) -> list[tuple[str, str]]:
+    from cgc import CellGraphBuilder, CGCConfig
+    from cgc.graph import CellInput
+    from cgc.preprocess import prepare_cell
+
+    b = CellGraphBuilder(priors, CGCConfig.paper())
+    cells = []
+    for i, (g, v) in enumerate(_cells(priors, n_cells, 1200, seed=3)):
+        c = prepare_cell(g, v, 1200, seed=i)
+        cells.append(CellInput(c["genes"], c["input"], c["target"], c["mask"]))
+    seeds = list(range(n_cells))
+    t = _interleaved({
+        "old": lambda: b.collate([b.build(*c, seed=s) for c, s in zip(cells, seeds, strict=True)]),
+        "new": lambda: b.build_batch(cells, seeds),
+    }, reps)
+    edges = b.build_batch(cells, seeds).num_edges / n_cells
+    per = {k: [n_cells / x for x in v] for k, v in t.items()}
+    return [
+        ("graph construction, 1,200 genes/cell: per-cell build + collate (today)",
+         _fmt(per["old"], "cells/CPU-s") + f", {edges:.0f} edges/cell"),
+        ("graph construction, 1,200 genes/cell: build_batch",
+         _fmt(per["new"], "cells/CPU-s")
+         + f", speed-up {np.median(per['new']) / np.median(per['old']):.1f}x"),
+    ]
+
+
+def _setup(bundle: str, paper: bool, use_graph: bool, sparse: bool, batch: int, n_batches: int = 2):
+    import torch
+
+    from cgc import CellGraphBuilder, CGCConfig, CGCModel, GenePriors
+    from cgc.graph import CellInput
+    from cgc.preprocess import prepare_cell
+    from cgc.train.optim import RowSparseAdam, use_sparse_gene_table
+
+    torch.manual_seed(0)
+    priors = GenePriors.load(bundle)
+    cfg = (CGCConfig.paper if paper else CGCConfig.small)(use_graph=use_graph, dropout=0.0)
+    model = CGCModel(cfg, priors)
+    if sparse:
+        use_sparse_gene_table(model)
+        opt = RowSparseAdam(model.parameters(), lr=1e-4)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    b = CellGraphBuilder(priors, cfg)
+    n_genes = 1200 if paper else 600
+    cells = _cells(priors, batch * n_batches, n_genes, seed=1)
+    batches = []
+    for k in range(n_batches):
+        inputs = []
+        for i, (g, v) in enumerate(cells[k * batch:(k + 1) * batch]):
+            c = prepare_cell(g, v, cfg.max_genes, seed=[k, i])
+            inputs.append(CellInput(c["genes"], c["input"], c["target"], c["mask"]))
+        batches.append(b.build_batch(inputs, list(range(batch))))
+    return model, opt, batches
+
+
+def _step(model, opt, batch) -> None:
+    loss, _ = model.pretrain_loss(batch)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _mem_worker(bundle: str, paper: bool, use_graph: bool, sparse: bool, batch: int, q) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    model, opt, batches = _setup(bundle, paper, use_graph, sparse, batch)
+    with PeakRSS() as mem:  # activations, gradients and optimiser state (from step 1)
+        for b in batches * 2:
+            _step(model, opt, b)
+    q.put(mem.peak_mb)
+
+
+def _spawn(target, *args):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def step_rows(bundle: str, paper: bool, batch: int, reps: int, sparse_too: bool
+              ) -> list[tuple[str, str]]:
+    import torch
+
+    torch.set_num_threads(1)
+    variants = [(True, False), (False, False)] + ([(True, True), (False, True)] if sparse_too else [])
+    runs = {v: _setup(bundle, paper, v[0], v[1], batch) for v in variants}
+    counter = {v: 0 for v in variants}
+
+    def one(v):
+        def f() -> None:
+            model, opt, batches = runs[v]
+            _step(model, opt, batches[counter[v] % len(batches)])
+            counter[v] += 1
+        return f
+
+    t = _interleaved({v: one(v) for v in variants}, reps)
+    name = "paper" if paper else "small"
+    rows = []
+    for v in variants:
+        mem = _spawn(_mem_worker, bundle, paper, v[0], v[1], batch)
+        label = (f"{name} config step, batch {batch}, {'CGC' if v[0] else 'no graph'}, "
+                 f"{'row-sparse emb_g' if v[1] else 'dense Adam (today)'}")
+        rows.append((label, _fmt(t[v], "CPU-s") + f", peak +{mem:.0f} MB"))
+    for sp in ([False, True] if sparse_too else [False]):
+        g, n = np.median(t[(True, sp)]), np.median(t[(False, sp)])
+        rows.append((f"{name} batch {batch}: CGC / no-graph step time"
+                     f" ({'row-sparse' if sp else 'dense Adam'})", f"{g / n:.2f}x"))
+    return rows
+
+
+def embed_rows(bundle: str, data: Path, reps: int, n_cells: int = 256) -> list[tuple[str, str]]:
+    import anndata as ad
+    import torch
+    from torch_geometric.data import Batch
+
+    from cgc import CGCConfig, CGCModel, GenePriors, embed_cells
+    from cgc.embed import cell_graphs
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    priors = GenePriors.load(bundle)
+    model = CGCModel(CGCConfig.small(input_genes="expressed", value_target="bin"), priors).eval()
+    adata = ad.read_h5ad(data / "scrna" / "pbmc3k_raw.h5ad")[:n_cells].copy()
+
+    @torch.no_grad()
+    def old() -> None:
+        graphs = cell_graphs(model, adata)
+        for s in range(0, len(graphs), 64):
+            model(Batch.from_data_list(graphs[s: s + 64]))
+
+    t = _interleaved({"old": old, "new": lambda: embed_cells(model, adata, batch_size=64)}, reps)
+    per = {k: [n_cells / x for x in v] for k, v in t.items()}
+    return [("cell embeddings (small CGC, pbmc3k): per-cell graphs + collate (today)",
+             _fmt(per["old"], "cells/CPU-s")),
+            ("cell embeddings (small CGC, pbmc3k): embed_cells (batched builder)",
+             _fmt(per["new"], "cells/CPU-s"))]
+
+
+def _child_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, set[str]]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=env.get("PWD_", None))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mods = {ln.rsplit("|", 1)[1].strip() for ln in proc.stderr.splitlines()
+            if ln.startswith("import time:")}
+    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime), mods
+
+
+def cli_rows(before: Path | None, reps: int) -> list[tuple[str, str]]:
+    trees = {"now": ROOT} | ({"before": before} if before else {})
+    cmds = {"--help": ["--help"], "list suites": ["list", "suites"]}
+    rows = []
+    base = {**os.environ}
+    t_torch = [_child_cpu([sys.executable, "-c", "import torch"], base)[0] for _ in range(reps)]
+    rows.append(("`import torch` alone", _fmt(t_torch, "CPU-s")))
+    for label, args in cmds.items():
+        for tree_name, tree in trees.items():
+            env = {**base, "PYTHONPATH": str(tree), "PWD_": str(tree)}
+            res = [_child_cpu([sys.executable, "-X", "importtime", "-m", "benchmarks.cli", *args], env)
+                   for _ in range(reps)]
+            torch_in = "torch" in res[0][1]
+            ts = [r[0] for r in res]
+            rows.append((f"`cgcbench {label}` ({tree_name})",
+                         _fmt(ts, "CPU-s") + f", {np.median(ts) / np.median(t_torch):.2f}x import torch, "
+                         f"torch imported: {'yes' if torch_in else 'no'}"))
+    return rows
+
+
+def _coexpr_worker(data: str, dense: bool, q) -> None:
+    import anndata as ad
+
+    from baselines.coexpression import CoexpressionAdapter
+    from baselines.preprocessing import log_normalized
+
+    adata = ad.read_h5ad(Path(data) / "scrna" / "pbmc3k_raw.h5ad")
+    adata.uns["cgcbench"] = {"dataset": {"name": "pbmc3k_raw", "expression_kind": "counts"}}
+    with PeakRSS() as mem:
+        if dense:  # the former computation: dense float64 copies of cells x genes
+            X = log_normalized(adata).X
+            X = np.asarray(X.toarray(), dtype=np.float64)
+            X = X - X.mean(axis=0)
+            norm = np.linalg.norm(X, axis=0)
+            ok = norm > 0
+            (X[:, ok] / norm[ok]).T.astype(np.float32)
+        else:
+            CoexpressionAdapter(seed=0)._profiles(adata)
+    q.put((mem.peak_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def coexpr_rows(data: Path) -> list[tuple[str, str]]:
+    rows = []
+    for dense in (True, False):
+        peak, maxrss = _spawn(_coexpr_worker, str(data), dense)
+        rows.append((f"coexpression control on pbmc3k_raw (2,700 x 32,738): "
+                     f"{'dense float64 (today)' if dense else 'block-wise sparse'}",
+                     f"peak +{peak:.0f} MB over the loaded data, process max RSS {maxrss:.0f} MB"))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path,
+                    default=Path(os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
+                                 or ROOT.parent / "shared" / "data"))
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cgc_perf")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="a checkout of the code before the change, for the CLI rows")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip", default="", help="comma-separated: graph,small,paper,embed,cli,coexpr")
+    args = ap.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    priors = _priors(args.data, args.cache)
+    bundle = str(args.cache / "priors")
+    rows: list[tuple[str, str]] = []
+    sections: list[tuple[str, Callable[[], list[tuple[str, str]]]]] = [
+        ("graph", lambda: graph_rows(priors, args.reps)),
+        ("small", lambda: step_rows(bundle, False, 8, args.reps, True)),
+        ("paper", lambda: step_rows(bundle, True, 2, max(2, args.reps // 2), False)
+         + step_rows(bundle, True, 4, max(2, args.reps // 2), False)),
+        ("embed", lambda: embed_rows(bundle, args.data, args.reps)),
+        ("cli", lambda: cli_rows(args.before, args.reps)),
+        ("coexpr", lambda: coexpr_rows(args.data)),
+    ]
+    for name, fn in sections:
+        if name not in skip:
+            rows += fn()
+            print(f"[{name} done]", file=sys.stderr, flush=True)
+    w = max(len(r[0]) for r in rows)
+    print(f"{'figure'.ljust(w)} | median [range], CPU")
+    print(f"{'-' * w}-|-{'-' * 50}")
+    for k, v in rows:
+        print(f"{k.ljust(w)} | {v}")
+
+
+if __name__ == "__main__":
+    main()
