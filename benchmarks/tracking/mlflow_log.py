@@ -12,6 +12,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -61,22 +62,45 @@ def _create_sqlite_store_atomically(tracking_uri: str) -> None:
 
     MLflow creates its tables on first use, in many steps; a run killed in the middle (Ctrl-C
     during start-up, SIGKILL) would leave a half-built ``mlflow.db`` that no later run can open.
-    Building it aside and renaming it makes the store appear whole or not at all. Call under the
-    results-directory lock.
+    Building it aside and renaming it makes the store appear whole or not at all. The tables come
+    from a migrated template built once per MLflow version (:func:`_store_template`), so a new
+    results directory does not re-run the migrations. Call under the results-directory lock.
     """
     path = _sqlite_path(tracking_uri)
     if path is None or path.exists():
         return
-    import mlflow
-
     path.parent.mkdir(parents=True, exist_ok=True)
     # a fresh name each time: MLflow caches stores by URI within a process
     tmp = path.with_name(f".{path.name}.init-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        shutil.copyfile(_store_template(), tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _store_template() -> Path:
+    """An empty, fully migrated sqlite store for this MLflow version, built once and copied.
+
+    Creating a store runs all of MLflow's schema migrations (seconds to minutes); every new
+    results directory would pay that again. The template lives in the data cache
+    (``$CGCBENCH_DATA_DIR/mlflow/store-<version>.db``) and is itself written atomically.
+    """
+    import mlflow
+
+    from benchmarks.data.fetch import data_dir
+
+    template = data_dir() / "mlflow" / f"store-{mlflow.__version__}.db"
+    if template.is_file():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    tmp = template.with_name(f".{template.name}.init-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.replace(tmp, template)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return template
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
