@@ -66,6 +66,11 @@ class CGCConfig:
     edge_budget
         Co-expression edges are subsampled when a cell has more than
         ``edge_budget × n_nodes`` edges; TF, position and cell edges are always kept.
+    edge_budget_types
+        Edge types the budget may drop (default ``("coexpr",)``: SPEC §6, the official
+        rule). ``("tftg", "coexpr", "pos")`` makes the budget bind on every gene–gene edge
+        (a 1,200-gene cell then has at most ``edge_budget × 1,201`` edges instead of ~7,000);
+        an edge is dropped only if all of its types are listed. Cell edges are always kept.
     use_graph
         ``False`` removes the GNN (Transformer only: the paper's "no graph" ablation).
     edge_types
@@ -115,6 +120,7 @@ class CGCConfig:
     sample_mode: str = "weighted"
     pos_window: int = 50
     edge_budget: float = 4.0
+    edge_budget_types: tuple[str, ...] = ("coexpr",)
     use_graph: bool = True
     edge_types: tuple[str, ...] = EDGE_TYPES
     node_features: tuple[str, ...] = NODE_FEATURES
@@ -132,6 +138,11 @@ class CGCConfig:
         bad_e = sorted(set(self.edge_types) - set(EDGE_TYPES))
         if bad_e:
             raise ConfigError(f"CGCConfig.edge_types: unknown {bad_e}; choose from {EDGE_TYPES}")
+        bad_b = sorted(set(self.edge_budget_types) - set(EDGE_TYPES))
+        if bad_b:
+            raise ConfigError(
+                f"CGCConfig.edge_budget_types: unknown {bad_b}; choose from {EDGE_TYPES}"
+            )
         bad_n = sorted(set(self.node_features) - set(NODE_FEATURES))
         if bad_n:
             raise ConfigError(
@@ -158,6 +169,7 @@ class CGCConfig:
         if self.n_bins < 3 or self.max_genes < 1 or self.pos_window < 1:
             raise ConfigError("CGCConfig: n_bins >= 3, max_genes >= 1 and pos_window >= 1")
         object.__setattr__(self, "edge_types", tuple(self.edge_types))
+        object.__setattr__(self, "edge_budget_types", tuple(self.edge_budget_types))
         object.__setattr__(self, "node_features", tuple(self.node_features))
 
     @classmethod

@@ -6,7 +6,8 @@ in ``G`` (the induced sub-graph) plus edges between the cell node and every gene
 directions. Node and edge lists are read from a CSR adjacency, so the cost grows with the
 degrees of the cell's genes, never with the genome. When the cell has more than
 ``edge_budget × n_nodes`` edges, co-expression-only edges are subsampled (seeded); TF,
-position and cell edges are always kept.
+position and cell edges are always kept (``CGCConfig.edge_budget_types`` lets the budget drop
+other types too).
 
 :meth:`CellGraphBuilder.build_batch` builds many cells at once and returns one PyG
 :class:`~torch_geometric.data.Batch` directly, identical to collating :meth:`build`'s graphs
@@ -144,6 +145,10 @@ class CellGraphBuilder:
         self._pos = np.where(self._flags & FLAG_POS, np.asarray(a["pos"])[keep], 0)
         self._pos = np.clip(self._pos, -config.pos_window, config.pos_window).astype(np.int64)
         self._local = np.full(priors.n_genes, -1, dtype=np.int64)
+        # an edge with any type the budget may not drop is kept
+        self._kept_flags = 0
+        for t in set(_FLAG_OF) - set(config.edge_budget_types):
+            self._kept_flags |= _FLAG_OF[t]
         self._batch_index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None,
                                  int] | None = None
 
@@ -260,7 +265,7 @@ class CellGraphBuilder:
         n_nodes = n + 1
         budget = int(cfg.edge_budget * n_nodes)
         if len(eid) + 2 * n > budget:
-            protected = (flags & (FLAG_TFTG | FLAG_POS)) != 0
+            protected = (flags & self._kept_flags) != 0
             optional = np.flatnonzero(~protected)
             room = max(0, budget - 2 * n - int(protected.sum()))
             if room < len(optional):
@@ -411,7 +416,7 @@ class CellGraphBuilder:
                 mstart = np.cumsum(m) - m
                 for c in over:
                     sl = slice(int(mstart[c]), int(mstart[c] + m[c]))
-                    protected = (flags[sl] & (FLAG_TFTG | FLAG_POS)) != 0
+                    protected = (flags[sl] & self._kept_flags) != 0
                     optional = np.flatnonzero(~protected)
                     room = max(0, int(budget[c]) - 2 * int(n[c]) - int(protected.sum()))
                     if room < len(optional):

@@ -47,6 +47,7 @@ def _cells(priors: GenePriors, sizes: list[int], seed: int = 0) -> list[CellInpu
     {"edge_budget": 1e9},  # the budget never bites
     {},  # default budget: co-expression edges subsampled (seeded) in large cells
     {"edge_budget": 1.5},
+    {"edge_budget": 2.5, "edge_budget_types": ("tftg", "coexpr", "pos")},  # binds on every type
     {"edge_types": ("tftg", "coexpr")},
     {"edge_types": ("pos",), "pos_window": 7},
     {"use_graph": False},
@@ -58,6 +59,12 @@ def test_build_batch_equals_collated_builds(priors: GenePriors, overrides: dict)
     ref = b.collate([b.build(*c, seed=np.random.default_rng([7, i])) for i, c in enumerate(cells)])
     new = b.build_batch(cells, [np.random.default_rng([7, i]) for i in range(len(cells))])
     _assert_same_batch(ref, new)
+    if len(cfg.edge_budget_types) == 3:
+        per_cell = torch.diff(new._slice_dict["edge_index"])
+        sizes = torch.tensor([len(c.genes) for c in cells])
+        budget = (cfg.edge_budget * (sizes + 1)).long()
+        assert (per_cell <= torch.maximum(budget, 2 * sizes)).all()
+        assert int(per_cell[0]) == int(cfg.edge_budget * 1201)  # cut to the budget exactly
     if cfg.use_graph and "pos" in cfg.edge_types:
         assert b._batch_tables()[3] is not None  # position edges came from genome ranks
         assert (new.edge_kind == 0).sum() > 1000
