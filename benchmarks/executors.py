@@ -253,6 +253,7 @@ class DaskPool:
         self.notice = on_notice or (lambda _m: None)
         self.cluster: Any = None
         self.client: Any = None
+        self._pids: set[int] = set()
 
     # -- connection --------------------------------------------------------------------------
 
@@ -296,17 +297,36 @@ class DaskPool:
         if self.cluster is not None and spec.cluster is not None:
             self.notice("Dask: waiting for the batch system to start a worker …")
         self.client.wait_for_workers(1)
+        if self._local:  # our own worker processes: an interrupt kills them with isolated cells
+            with contextlib.suppress(Exception):
+                self._own_pids(self.client.run(os.getpid).values())
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    @property
+    def _local(self) -> bool:
+        return self.cluster is not None and self.spec.cluster is None
 
-    def close(self) -> None:
+    def _own_pids(self, pids: Any) -> None:
+        from benchmarks.cell import _LIVE_CHILDREN
+
+        for pid in pids:
+            _LIVE_CHILDREN.add(int(pid))
+            self._pids.add(int(pid))
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(timeout=2 if exc_type is not None else None)  # interrupted: leave within seconds
+
+    def close(self, timeout: float | None = None) -> None:
         """Close the client and the cluster this pool started (not an external one)."""
+        from benchmarks.cell import _LIVE_CHILDREN
+
+        for pid in self._pids:
+            _LIVE_CHILDREN.discard(pid)
+        self._pids.clear()
         for thing in (self.client, self.cluster):
             if thing is not None:
                 with contextlib.suppress(Exception):
-                    thing.close()
+                    thing.close(**({"timeout": timeout} if timeout else {}))
         self.client = self.cluster = None
         config, self._config = getattr(self, "_config", None), None
         if config is not None:
@@ -407,6 +427,8 @@ class DaskPool:
             msg = event[1] if isinstance(event, tuple) else event
             if isinstance(msg, dict) and msg.get("event") == "start":
                 started.add(msg.get("task", ""))
+                if self._local and msg.get("pid"):  # a restarted local worker has a new pid
+                    self._own_pids([msg["pid"]])
 
         self.client.subscribe_topic(EVENT_TOPIC, on_event)
         pending = as_completed([submit(p) for p in todo])
@@ -450,10 +472,11 @@ class DaskPool:
         finally:
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(EVENT_TOPIC)
-            for fut, p in list(futures.values()):  # interrupted: cancel what still runs
+            if futures:  # interrupted: cancel what still runs, drop its staging directories
                 with contextlib.suppress(Exception):
-                    self.client.cancel([fut], force=True)
-                shutil.rmtree(p.staging, ignore_errors=True)
+                    self.client.cancel([fut for fut, _ in futures.values()], force=True)
+                for _, p in futures.values():
+                    shutil.rmtree(p.staging, ignore_errors=True)
         return [r for r in records if r is not None]
 
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,34 @@ def test_missing_jobqueue_is_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", fake)
     with pytest.raises(InputError, match="dask-jobqueue is not installed"):
         check_executor(ExecutorSpec("dask", cluster="slurm"))
+
+
+@pytest.mark.slow
+def test_interrupt_kills_local_workers_and_resume_on_dask_completes(tmp_path, pbmc_user_file):
+    import psutil
+
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "benchmarks.cli", "run", "annotation", "--models", "majority,pca-logreg",
+           "--datasets", str(pbmc_user_file), "--label-key", "cell_type", "--seeds", "0,1",
+           "--results-dir", str(results), "--executor", "dask", "--workers", "2", "--offline"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((results / "records").rglob("*.json")):
+        time.sleep(0.2)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "spawn_main" in " ".join(
+        c.cmdline())]
+    assert workers, "no worker processes found"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun with --resume" in err
+    time.sleep(1)
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    partial = _on_disk(results)
+    assert 1 <= len(partial) < 4 and {r["status"] for r in partial.values()} == {"FINISHED"}
+    resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    final = _on_disk(results)
+    assert len(final) == 4 and {r["status"] for r in final.values()} == {"FINISHED"}
+    assert all(final[k]["provenance"]["started_at_ms"] == r["provenance"]["started_at_ms"]
+               for k, r in partial.items())
+    assert not list(results.glob(".staging-*"))
