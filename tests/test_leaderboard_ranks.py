@@ -233,3 +233,12 @@ def test_publish_refuses_records_of_two_commits(clean_results, tmp_path):
     result = build(tmp_path / "site", [clean_results])
     assert not result.provenance.clean
     assert "A local build, not a publishable one" in (tmp_path / "site" / "index.html").read_text()
+
+
+def test_row_config_ignores_the_seed_and_odd_configs():
+    base = _base(GRN_BASE)
+    other_seed = _record(base, "random", 1, {}, is_control=True)
+    same_seed0 = _record(base, "random", 0, {}, is_control=True)
+    assert row_config_hash(other_seed) == row_config_hash(same_seed0)
+    assert other_seed["config"]["seed"] != same_seed0["config"]["seed"]
+    assert row_config_hash({"config": "not a mapping"}) == row_config_hash({})

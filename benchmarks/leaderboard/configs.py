@@ -21,7 +21,9 @@ ROW_CONFIG_FIELDS = ("suite_config", "dataset", "model", "model_params")
 
 def row_config(record: Mapping[str, Any]) -> dict[str, Any]:
     """The seed-free configuration of ``record`` (its ``config`` restricted to :data:`ROW_CONFIG_FIELDS`)."""
-    config = record.get("config") or {}
+    config = record.get("config")
+    if not isinstance(config, Mapping):  # a record without a config groups with its like
+        config = {}
     return {k: config.get(k) for k in ROW_CONFIG_FIELDS}
 
 
@@ -32,12 +34,13 @@ def row_config_hash(record: Mapping[str, Any]) -> str:
 
 def suite_config_hash(record: Mapping[str, Any]) -> str:
     """Hash of the suite settings alone (``--quick`` and options): controls must share it."""
-    return config_hash({"suite_config": (record.get("config") or {}).get("suite_config")})
+    return config_hash({"suite_config": row_config(record)["suite_config"]})
 
 
 def is_quick(record: Mapping[str, Any]) -> bool:
     """Whether a record ran with the suite's ``--quick`` settings."""
-    return bool(((record.get("config") or {}).get("suite_config") or {}).get("quick"))
+    suite = row_config(record)["suite_config"]
+    return bool(suite.get("quick")) if isinstance(suite, Mapping) else False
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
