@@ -22,6 +22,7 @@ from cgc import GenePriors, build_corpus
 tiledbsoma_io = pytest.importorskip("tiledbsoma.io")
 pytest.importorskip("distributed")
 
+from cgc.errors import InputFileError  # noqa: E402
 from cgc.train.sources import SomaInput  # noqa: E402
 
 SETTINGS = {"shard_size": 250, "seed": 3, "val_fraction": 0.1, "min_genes": 100, "chunk_size": 128,
@@ -89,27 +90,27 @@ def test_soma_obs_filter_selects_the_same_cells(pbmc_files, priors: GenePriors, 
 
 
 @pytest.mark.parametrize(
-    ("soma", "obs_filter", "message"),
-    [
-        ("missing", None, "no SOMA experiment there"),
-        ("exp", "n_counts < 0", "matches no cell"),
-        ("exp", "no_such_column == 1", "is invalid"),
-    ],
+    ("obs_filter", "message"),
+    [("n_counts < 0", "matches no cell"), ("no_such_column == 1", "is invalid")],
 )
-def test_bad_soma_input_is_one_line_exit_2(pbmc_files, priors: GenePriors, tmp_path, soma, obs_filter,
-                                           message):
+def test_bad_obs_filter_is_refused_before_any_write(pbmc_files, priors: GenePriors, tmp_path, obs_filter,
+                                                    message):
     _h5ad, uri = pbmc_files
+    with pytest.raises(InputFileError, match=message) as info:
+        build_corpus([SomaInput(uri, obs_filter)], tmp_path / "corpus", priors)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "corpus").exists() and not (tmp_path / "corpus.building").exists()
+
+
+def test_missing_soma_uri_is_one_line_exit_2(priors: GenePriors, tmp_path):
     bundle = tmp_path / "priors"
     priors.save(bundle)
-    target = uri if soma == "exp" else str(tmp_path / "nowhere")
     out = tmp_path / "corpus"
-    cmd = [sys.executable, "-m", "benchmarks.cli", "corpus", "build", "--out", str(out), "--soma", target,
-           "--priors", str(bundle)]
-    if obs_filter:
-        cmd += ["--obs-filter", obs_filter]
+    cmd = [sys.executable, "-m", "benchmarks.cli", "corpus", "build", "--out", str(out), "--soma",
+           str(tmp_path / "nowhere"), "--obs-filter", "cell_type == 'B'", "--priors", str(bundle)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, COLUMNS="80"))
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert len(lines) == 1 and "no SOMA experiment there" in lines[0], proc.stderr
     assert not out.exists() and not out.with_name("corpus.building").exists()
