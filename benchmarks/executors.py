@@ -140,14 +140,19 @@ def check_executor(spec: ExecutorSpec) -> None:
 
 
 def needs_gpu(model_name: str) -> bool:
-    """Whether cells of ``model_name`` should be placed on a GPU worker."""
-    from benchmarks.registry import model_class
+    """Whether cells of ``model_name`` should be placed on a GPU worker.
 
-    try:
-        cls = model_class(model_name)
-    except Exception:
+    Built-in models: :data:`GPU_MODELS` (no import); a plug-in adapter class says so with a
+    ``uses_gpu`` attribute.
+    """
+    from benchmarks.registry import MODELS, model_class
+
+    if model_name in MODELS:
         return model_name in GPU_MODELS
-    return bool(getattr(cls, "uses_gpu", model_name in GPU_MODELS))
+    try:
+        return bool(getattr(model_class(model_name), "uses_gpu", False))
+    except Exception:
+        return False
 
 
 def local_gpus() -> int:

@@ -207,3 +207,26 @@ def test_interrupt_kills_local_workers_and_resume_on_dask_completes(tmp_path, pb
     assert all(final[k]["provenance"]["started_at_ms"] == r["provenance"]["started_at_ms"]
                for k, r in partial.items())
     assert not list(results.glob(".staging-*"))
+
+
+def test_gpu_cells_ask_for_a_gpu_worker_and_memory_is_checked(monkeypatch):
+    from benchmarks.executors import DaskPool
+
+    workers = [
+        {"resources": {"GPU": 1, "MEMORY": 16e9}, "memory_limit": 16e9},
+        {"resources": {"MEMORY": 8e9}, "memory_limit": 8e9},
+    ]
+    notices: list[str] = []
+    pool = DaskPool(ExecutorSpec("dask", memory_per_cell="6GiB"), notices.append)
+    monkeypatch.setattr(pool, "_worker_resources", lambda: workers)
+    res = pool.resources_for({"cgc", "scvi", "majority", "pca-logreg"})
+    assert res["cgc"] == res["scvi"] == {"MEMORY": float(6 * 2**30), "GPU": 1.0}
+    assert res["majority"] == res["pca-logreg"] == {"MEMORY": float(6 * 2**30)}
+    cpu_only = DaskPool(ExecutorSpec("dask"), notices.append)
+    monkeypatch.setattr(cpu_only, "_worker_resources", lambda: workers[1:])
+    assert cpu_only.resources_for({"cgc"}) == {"cgc": {"MEMORY": 8e9}}
+    assert any("no worker advertises a GPU" in n for n in notices)
+    too_big = DaskPool(ExecutorSpec("dask", memory_per_cell="20GiB"))
+    monkeypatch.setattr(too_big, "_worker_resources", lambda: workers)
+    with pytest.raises(InputError, match="more than any worker's memory limit"):
+        too_big.resources_for({"majority"})
