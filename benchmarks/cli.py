@@ -549,8 +549,22 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"interrupted by signal {signum}")
 
 
+def configure_caches() -> None:
+    """Point numba's on-disk cache at the data cache unless ``NUMBA_CACHE_DIR`` is set.
+
+    UMAP (pynndescent, umap-learn) compiles its kernels with numba; cached, a process reuses
+    the previous compilation instead of spending minutes on it, also where site-packages is
+    read-only (numba's default cache location). Runs before numba is imported.
+    """
+    if "NUMBA_CACHE_DIR" not in os.environ:
+        from benchmarks.data.fetch import data_dir
+
+        os.environ["NUMBA_CACHE_DIR"] = str(data_dir() / "numba")
+
+
 def main() -> None:
     """Entry point of the ``cgcbench`` console script."""
+    configure_caches()
     logging.basicConfig(
         level=os.environ.get("CGCBENCH_LOG", "WARNING"),
         format="%(levelname)s %(name)s: %(message)s",

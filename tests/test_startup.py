@@ -63,3 +63,15 @@ def test_cgc_names_still_resolve_lazily():
     assert callable(cgc.pretrain) and callable(cgc.load_checkpoint)
     with pytest.raises(AttributeError):
         cgc.no_such_name  # noqa: B018
+
+
+def test_numba_cache_goes_to_the_data_cache(monkeypatch, tmp_path):
+    from benchmarks import cli
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CGCBENCH_DATA_DIR", str(tmp_path))
+    cli.configure_caches()
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    cli.configure_caches()  # a user's setting wins
+    assert os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"
