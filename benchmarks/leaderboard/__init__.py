@@ -2,9 +2,12 @@
 
 ``cgcbench leaderboard build --records DIR --out leaderboard/`` (see :mod:`.cli`) runs
 :func:`build`: :mod:`.load` reads and de-duplicates records (result directories or MLflow),
-:mod:`.aggregate` computes mean ± sd over seeds and ranks, :mod:`.ablation` compares model
-variants with their base model, :mod:`.assets` copies plots, :mod:`.html` and
-:mod:`.markdown` render the outputs.
+:mod:`.publish` checks their provenance (``--publish``), :mod:`.aggregate` groups them into
+configuration-pure rows (:mod:`.configs`), computes mean ± sd over seeds, control-scaled scores
+(:mod:`.scaling`) and ranks of the metrics :mod:`.definitions` declares ranked,
+:mod:`.ablation` compares model variants with their base model, :mod:`.assets` copies plots,
+:mod:`.site_info` reads dataset and method cards, :mod:`.html` and :mod:`.markdown` render the
+outputs.
 """
 
 from __future__ import annotations
