@@ -336,6 +336,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._pert: dict[str, Any] | None = None
         self._ko: dict[str, Any] | None = None
         self._metrics: dict[str, float] = {}
+        self._curves: dict[str, list[tuple[int, float]]] = {}
         self._eval_datasets: tuple[str, ...] = ()
         self._panel_ids: np.ndarray | None = None
         self._official: Any = None
@@ -480,6 +481,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             self.params["checkpoint_source"] = "built by cgcbench (cached default pre-training)"
             self.params["checkpoint_path"] = str(dest / "checkpoint")
             info = json.loads((dest / "pretrain.json").read_text())
+            for name in ("loss", "val_loss"):  # written by default_checkpoint (absent in older caches)
+                if info.get(f"{name}_curve"):
+                    self._curves[f"pretrain_{name}"] = [(int(s), float(v)) for s, v in info[f"{name}_curve"]]
             self.params["pretraining"] = {k: info.get(k) for k in (
                 "corpus_cards", "corpus", "n_train_cells", "n_val_cells", "steps", "wall_time_s",
                 "final_train_loss", "final_val_loss", "mean_predictor_val_loss", "seed", "n_cells",
@@ -575,7 +579,14 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             )
         return cm
 
+    def training_curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Pre-training loss per step (default checkpoint), fine-tuning loss per step and per epoch."""
+        return dict(self._curves)
+
     def _record(self, prefix: str, tl: TrainLog) -> None:
+        self._curves[f"{prefix}_loss"] = [(i, float(v)) for i, v in enumerate(tl.losses, 1)]
+        if tl.val_losses:
+            self._curves[f"{prefix}_val_loss"] = [(i, float(v)) for i, v in enumerate(tl.val_losses, 1)]
         self._metrics[f"{prefix}_steps"] = float(tl.steps)
         if tl.losses:
             self._metrics[f"{prefix}_first_loss"] = float(np.mean(tl.losses[:5]))

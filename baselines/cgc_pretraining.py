@@ -278,6 +278,9 @@ def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells:
                 "final_val_loss": res.val_losses[-1] if res.val_losses else None,
                 "mean_predictor_val_loss": res.mean_predictor_val_loss,
                 "priors_hash": priors.content_hash,
+                "loss_curve": [[h["step"], round(float(h["loss"]), 6)] for h in res.history],
+                "val_loss_curve": [[h["step"], round(float(h["val_loss"]), 6)]
+                                   for h in res.history if "val_loss" in h],
             }
             (tmp / "pretrain.json").write_text(json.dumps(info, indent=2, default=str))
             shutil.rmtree(tmp / "run")

@@ -10,6 +10,7 @@ resources and records what happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing as mp
 import os
 import pickle
@@ -56,6 +57,10 @@ class CellOutcome:
     resources: dict[str, Any] = field(default_factory=dict)
 
 
+CURVES_FILE = "training_curves.json"
+"""A cell's loss curves (``{name: [[step, value], ...]}``), from :meth:`ModelAdapter.training_curves`."""
+
+
 def _error(exc: BaseException | None, message: str | None = None) -> dict[str, str]:
     return {
         "type": type(exc).__name__ if exc else "CellAborted",
@@ -88,6 +93,12 @@ def execute_cell(job: CellJob, meter: ResourceMeter | None = None) -> CellOutcom
         outcome.metrics = dict(result.metrics) | adapter.extra_metrics()
         outcome.params = {**job.task.params, **check.params, **result.params}
         outcome.artifacts = [Path(a.path) for a in result.artifacts if Path(a.path).is_file()]
+        curves = adapter.training_curves()
+        if curves:  # logged to MLflow as step metrics by the tracker
+            path = Path(job.staging) / CURVES_FILE
+            points = {k: [[int(s), float(v)] for s, v in pts] for k, pts in curves.items()}
+            path.write_text(json.dumps(points))
+            outcome.artifacts.append(path)
         outcome.status = "FINISHED"
     except NotApplicableError as exc:  # an adapter found out late that it cannot run here
         outcome.status, outcome.reason = "NOT_APPLICABLE", str(exc)

@@ -218,6 +218,15 @@ class ModelAdapter(abc.ABC):
         """Metrics an adapter reports about itself (e.g. gene coverage, final train loss)."""
         return {}
 
+    def training_curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Loss curves of the training this adapter did or loaded (default: none).
+
+        ``{"pretrain_loss": [(step, value), ...], "finetune_loss": [...], ...}``; the harness
+        writes them as the cell's ``training_curves.json`` artifact and logs them to MLflow as
+        step metrics, so runs can be compared curve by curve.
+        """
+        return {}
+
     def gene_vocabulary(self) -> GeneVocabulary | None:
         """The genes the model can take as input; ``None`` (the default) when any feature works.
 

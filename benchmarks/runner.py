@@ -217,9 +217,34 @@ class MatrixRunner:
                 tracker.check_reachable()
             if on_total is not None:
                 on_total(self.n_cells(prepared))
-            if pool is not None:  # one Dask task per cell; records are written here, by the client
-                return pool.run_matrix(self, prepared, tracker)
-            return [self._run_cell(item, spec, tracker) for item in prepared for spec in self.specs]
+            if tracker is not None:  # the invocation's parent run; cells are its children
+                tracker.start_invocation(self.suite.name, self._invocation_params(), self._static_prov["git"])
+            try:
+                if pool is not None:  # one Dask task per cell; records are written here, by the client
+                    records = pool.run_matrix(self, prepared, tracker)
+                else:
+                    records = [self._run_cell(i, spec, tracker) for i in prepared for spec in self.specs]
+            except BaseException:
+                if tracker is not None:
+                    with contextlib.suppress(Exception):
+                        tracker.end_invocation("KILLED")
+                raise
+            if tracker is not None:
+                failed = any(r["status"] == "FAILED" for r in records)
+                with contextlib.suppress(Exception):  # the records are written; the parent is a summary
+                    tracker.end_invocation("FAILED" if failed else "FINISHED")
+            return records
+
+    def _invocation_params(self) -> dict[str, Any]:
+        """What the parent MLflow run records about this invocation."""
+        return {
+            "models": ",".join(s.label for s in self.specs),
+            "datasets": ",".join(self.dataset_names()),
+            "seeds": ",".join(map(str, self.req.seeds)),
+            "quick": self.req.quick,
+            "suite_options": self.suite.options,
+            "model_params": self.req.model_params,
+        }
 
     def _cell_config(self, item: PreparedTask, spec: ModelSpec) -> dict[str, Any]:
         ds = item.task.dataset

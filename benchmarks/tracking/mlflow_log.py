@@ -1,5 +1,14 @@
 """MLflow logging of matrix cells: one run per (suite, dataset, model, variant, seed).
 
+Each ``cgcbench run`` invocation is a parent run (tag ``cgcbench.kind=invocation``; its
+parameters are the models, datasets and seeds asked for) and every cell it logs is a child run
+(``mlflow.parentRunId``), so the runs table groups a matrix and compares its cells. A cell's
+run carries the standard ``mlflow.source.git.commit`` tag, its data set as an MLflow dataset
+input (name, digest = the first 36 hex digits of the file's sha256 — MLflow's limit — with the
+full hashes in the dataset's source), and the adapter's loss curves (pre-training,
+fine-tuning) as step metrics. Experiments are created with ``mlflow.experimentKind =
+custom_model_development`` so that the UI opens on the runs table, not the GenAI traces page.
+
 The default store is embedded and local: ``sqlite:///<results dir>/mlflow.db`` with artifacts
 under ``<results dir>/mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` point it
 anywhere else. Browse it with ``mlflow ui --backend-store-uri sqlite:///<results dir>/mlflow.db``.
@@ -9,10 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -23,6 +34,40 @@ from benchmarks.errors import CgcbenchError
 
 log = logging.getLogger(__name__)
 EXPERIMENT_PREFIX = "cgcbench"
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+"""Tells the MLflow (≥ 3) UI that these experiments hold model runs: it opens on the runs table."""
+DIGEST_CHARS = 36
+"""MLflow stores a dataset digest in at most 36 characters."""
+
+
+def dataset_digest(sha256: Any) -> str:
+    """The MLflow digest of a data set: its single file's sha256, or a hash of its files' hashes."""
+    if isinstance(sha256, dict) and len(sha256) == 1:
+        sha256 = next(iter(sha256.values()))
+    if isinstance(sha256, str) and sha256:
+        return sha256[:DIGEST_CHARS]
+    blob = json.dumps(sha256, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:DIGEST_CHARS]
+
+
+def dataset_input(dataset: dict[str, Any]) -> Any:
+    """An :class:`mlflow.entities.DatasetInput` for a record's dataset provenance."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    uri = dataset.get("url") or dataset.get("path") or dataset.get("card") or dataset.get("name")
+    source = {"uri": str(uri), "sha256": dataset.get("sha256"), "version": dataset.get("version")}
+    keys = ("n_cells", "n_genes", "organism", "expression_kind")
+    profile = {k: dataset.get(k) for k in keys if k in dataset}
+    return DatasetInput(
+        Dataset(
+            name=str(dataset.get("name")),
+            digest=dataset_digest(dataset.get("sha256")),
+            source_type="http" if str(uri).startswith(("http://", "https://")) else "local",
+            source=json.dumps(source, default=str),
+            profile=json.dumps(profile, default=str) if profile else None,
+        ),
+        tags=[InputTag("mlflow.data.context", "evaluation")],
+    )
 
 
 def default_tracking_uri(results_dir: Path) -> str:
@@ -138,6 +183,8 @@ class MlflowLogger:
                     f"{str(exc).splitlines()[0][:200]}); pass --tracking-uri with a writable store"
                 ) from exc
         self._experiments: dict[str, str] = {}
+        self.parent_run_id: str | None = None
+        """The run of the current ``cgcbench run`` invocation; cells logged meanwhile are its children."""
 
     def check_reachable(self, timeout: float = 5.0) -> None:
         """Fail fast, before any training, when the tracking store cannot be used.
@@ -167,7 +214,7 @@ class MlflowLogger:
             is_local = not self.tracking_uri.startswith(("http://", "https://", "databricks"))
             location = self.artifact_root.as_uri() if is_local else None
             try:
-                exp_id = self.client.create_experiment(name, artifact_location=location)
+                exp_id = self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
             except Exception:  # another process created it first
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
@@ -175,8 +222,41 @@ class MlflowLogger:
                 exp_id = exp.experiment_id
         else:
             exp_id = exp.experiment_id
+            for key, value in EXPERIMENT_TAGS.items():  # stores made by older versions
+                if exp.tags.get(key) is None:
+                    self.client.set_experiment_tag(exp_id, key, value)
         self._experiments[name] = exp_id
         return exp_id
+
+    def start_invocation(self, suite: str, request: dict[str, Any], git: dict[str, Any] | None = None) -> str:
+        """Create the parent run of one ``cgcbench run`` (``request``: its models, datasets, …)."""
+        with self._lock():
+            exp_id = self.experiment_id(suite)
+            tags = {
+                "mlflow.runName": f"cgcbench run {suite} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                "mlflow.source.name": "cgcbench run",
+                "mlflow.source.type": "LOCAL",
+                "cgcbench.kind": "invocation",
+                "suite": suite,
+            }
+            commit = (git or {}).get("commit")
+            if commit and commit != "unknown":
+                tags["mlflow.source.git.commit"] = str(commit)
+            run = self.client.create_run(exp_id, tags=tags)
+            params: dict[str, str] = {}
+            _flatten("", request, params)
+            for key, value in params.items():
+                self.client.log_param(run.info.run_id, key[:250], value)
+        self.parent_run_id = run.info.run_id
+        return run.info.run_id
+
+    def end_invocation(self, status: str = "FINISHED") -> None:
+        """Mark the parent run ``FINISHED``, ``FAILED`` (a cell failed) or ``KILLED``."""
+        if self.parent_run_id is None:
+            return
+        with self._lock():
+            self.client.set_terminated(self.parent_run_id, status=status)
+        self.parent_run_id = None
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -201,6 +281,19 @@ class MlflowLogger:
         """
         with self._lock():
             return self._log_record(record, results_dir)
+
+    def _log_curves(self, run_id: str, path: Path, timestamp: int | None) -> None:
+        """Log ``{name: [[step, value], ...]}`` as step metrics.
+
+        Every point gets the cell's end time, so logging the same curve again adds nothing.
+        """
+        from mlflow.entities import Metric
+
+        stamp = int(timestamp or time.time() * 1000)
+        curves = json.loads(path.read_text())
+        metrics = [Metric(str(k), float(v), stamp, int(s)) for k, pts in curves.items() for s, v in pts]
+        for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
     def _log_record(self, record: dict[str, Any], results_dir: Path) -> dict[str, str]:
         exp_id = self.experiment_id(record["suite"])
@@ -228,6 +321,11 @@ class MlflowLogger:
             "config_hash": record["config_hash"],
         }
         prov = record.get("provenance", {})
+        commit = (prov.get("git") or {}).get("commit")
+        if commit and commit != "unknown":
+            tags["mlflow.source.git.commit"] = str(commit)
+        if self.parent_run_id is not None:
+            tags["mlflow.parentRunId"] = self.parent_run_id
         _flatten("provenance", prov, tags)
         if record.get("reason"):
             tags["cgcbench.not_applicable_reason"] = record["reason"]
@@ -259,10 +357,13 @@ class MlflowLogger:
             for k in ("wall_time_s", "cpu_time_s", "peak_rss_mb", "gpu_peak_mb"):
                 if res.get(k) is not None:
                     self.client.log_metric(run_id, f"resource.{k}", float(res[k]))
+            self.client.log_inputs(run_id, datasets=[dataset_input(record["dataset"])])
             for rel in record.get("artifacts", []):
                 path = results_dir / rel
                 if path.is_file():
                     self.client.log_artifact(run_id, str(path))
+                    if path.name == "training_curves.json":
+                        self._log_curves(run_id, path, prov.get("ended_at_ms"))
             self.client.log_dict(run_id, record, "record.json")
             if record.get("error", {}) and record["error"].get("traceback"):
                 self.client.log_text(run_id, record["error"]["traceback"], "traceback.txt")
