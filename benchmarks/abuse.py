@@ -163,7 +163,10 @@ def _mlflow_runs(results: Path) -> int:
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     exp = client.get_experiment_by_name("cgcbench/annotation")
-    return len(client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL)) if exp else 0
+    if exp is None:
+        return 0
+    cells = "tags.`cgcbench.record_id` != ''"  # not the invocations' parent runs
+    return len(client.search_runs([exp.experiment_id], cells, run_view_type=ViewType.ALL))
 
 
 def _integrity(results: Path, expected: int | None, mlflow_too: bool = True) -> str | None:

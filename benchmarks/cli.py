@@ -38,6 +38,7 @@ from rich.console import Console  # noqa: E402
 from rich.markup import escape  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from benchmarks.errors import CgcbenchError, InputError  # noqa: E402
 from benchmarks.summary import summarize  # noqa: E402
@@ -259,23 +260,61 @@ def datasets_verify(
         err_console.print(f"{missing} file(s) not available locally (not an error for download-only cards)")
 
 
-def _results_table(records: list[dict[str, Any]], metrics: tuple[str, ...], suite: str) -> Table:
+WIDE_TABLE = 120
+"""Below this console width the results table takes its narrow layout."""
+
+
+def _status_text(row: Any) -> str:
+    """Statuses, the reasons for ``NOT_APPLICABLE`` and the first line of each failure."""
+    status = ", ".join(f"{k.lower()}×{v}" for k, v in sorted(row.statuses.items()))
+    why = [*row.reasons, *(e.splitlines()[0] for e in row.errors)]
+    return status + (f" ({'; '.join(why)})" if why else "")
+
+
+def _results_table(
+    records: list[dict[str, Any]], metrics: tuple[str, ...], suite: str, width: int | None = None
+) -> Table:
+    """The results table: wide (one column each) or, below :data:`WIDE_TABLE` columns, narrow.
+
+    Model and data-set names are never cut. The narrow layout puts each data set on a row of
+    its own above its models, the init, seeds and status under the model name, mean and sd on
+    two lines and metric names broken at their underscores.
+    """
     rows = summarize(records, metrics)
     table = Table(title=f"{suite}: mean ± sd over seeds")
-    for col in ("dataset", "model", "init", "seeds", *metrics, "status"):
-        table.add_column(col, justify="right" if col in metrics else "left")
-    for row in rows:
-        status = ", ".join(f"{k.lower()}×{v}" for k, v in sorted(row.statuses.items()))
-        if row.reasons:
-            status += f" ({'; '.join(row.reasons)})"
-        name = f"[dim]{row.model} (control)[/dim]" if row.is_control else row.model
+    names = [f"{r.model} (control)" if r.is_control else r.model for r in rows]
+    name_width = max([5, *map(len, names), *(len(r.dataset) for r in rows)])
+    if width is not None and width < WIDE_TABLE:
+        table.add_column("data set / model", overflow="fold", min_width=name_width)  # names fit whole
+        for m in metrics:
+            table.add_column(m.replace("_", "\n"), justify="right", overflow="fold")
+        last = None
+        for row, name in zip(rows, names, strict=True):
+            if row.dataset != last:
+                table.add_row(f"[bold]{escape(row.dataset)}[/bold]", *("" for _ in metrics))
+                last = row.dataset
+            label = f"[dim]{escape(name)}[/dim]" if row.is_control else escape(name)
+            detail = f"{row.init or 'unknown'} · seeds {','.join(map(str, row.seeds))} · {_status_text(row)}"
+            cells = [row.cell(m).replace(" ± ", "\n±") for m in metrics]
+            table.add_row(label, *cells)
+            blank = ("" for _ in metrics)
+            table.add_row(Text(detail, style="dim", overflow="fold"), *blank, end_section=True)
+        return table
+    table.add_column("dataset", no_wrap=True, min_width=max([7, *(len(r.dataset) for r in rows)]))
+    table.add_column("model", no_wrap=True, min_width=max([5, *map(len, names)]))
+    table.add_column("init", overflow="fold")
+    table.add_column("seeds", overflow="fold")
+    for m in metrics:
+        table.add_column(m, justify="right", overflow="fold")
+    table.add_column("status", overflow="fold")
+    for row, name in zip(rows, names, strict=True):
         table.add_row(
-            row.dataset,
-            name,
-            row.init,
+            escape(row.dataset),
+            f"[dim]{escape(name)}[/dim]" if row.is_control else escape(name),
+            row.init or "unknown",
             ",".join(map(str, row.seeds)),
             *(row.cell(m) for m in metrics),
-            status,
+            _status_text(row),
         )
     return table
 
@@ -454,7 +493,7 @@ def run(
 
         runner = MatrixRunner(request, on_progress, on_notice)
         records = runner.run(lambda n: progress.update(task_id, total=n, description="running"))
-    table = _results_table(records, suite_class(suite).headline_metrics, suite)
+    table = _results_table(records, suite_class(suite).headline_metrics, suite, console.width)
     console.print(table)
     store = (
         "not used (--offline; push the records with `cgcbench sync`)"

@@ -62,7 +62,8 @@ def test_run_user_file_end_to_end(tmp_path, pbmc_user_file):
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     exp = client.get_experiment_by_name("cgcbench/annotation")
-    runs = client.search_runs([exp.experiment_id])
+    cells_only = "tags.`cgcbench.record_id` != ''"  # not the invocation's parent run
+    runs = client.search_runs([exp.experiment_id], filter_string=cells_only)
     assert len(runs) == 4
     run = next(r for r in runs if r.info.run_id == rec["mlflow"]["run_id"])
     assert run.info.status == "FINISHED"
@@ -90,7 +91,8 @@ def test_run_user_file_end_to_end(tmp_path, pbmc_user_file):
         cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr
-    assert len(client.search_runs([exp.experiment_id])) == 4  # all four cells were skipped
+    cells = client.search_runs([exp.experiment_id], filter_string="tags.`cgcbench.record_id` != ''")
+    assert len(cells) == 4  # all four cells were skipped
 
 
 def test_failing_cell_does_not_stop_the_matrix(tmp_path, pbmc_user_file):

@@ -53,7 +53,8 @@ def _live_runs(results: Path) -> list:
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{results}/mlflow.db")
     exp = client.get_experiment_by_name("cgcbench/annotation")
-    return client.search_runs([exp.experiment_id]) if exp else []
+    cells_only = "tags.`cgcbench.record_id` != ''"  # not the invocations' parent runs
+    return client.search_runs([exp.experiment_id], filter_string=cells_only) if exp else []
 
 
 def _matrix(user_file: Path, results: Path, seeds: str = "0,1,2") -> list[str]:

@@ -47,7 +47,7 @@ from benchmarks.interface import (
     TaskData,
     TaskKind,
 )
-from benchmarks.plots import confusion_matrix_plot, umap_coordinates, umap_plot
+from benchmarks.plots import confusion_matrix_plot, metrics_line, umap_coordinates, umap_plot
 
 
 def stratified_split(labels: pd.Series, query_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,6 +204,9 @@ class AnnotationSuite(Suite):
                         },
                         workdir / "umap_query.png",
                         adapter.info().label,
+                        keys={"true label": "label", "predicted": "label"},
+                        subtitle=f"{task.dataset['name']}, seed {seed}: "
+                        + metrics_line(metrics, ("accuracy", "f1_macro")),
                     ),
                     "plot",
                     "UMAP of the query cells' embedding",

@@ -35,7 +35,7 @@ import scanpy as sc
 
 from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
-from benchmarks.plots import umap_coordinates, umap_plot
+from benchmarks.plots import metrics_line, umap_coordinates, umap_plot
 
 
 def integration_metrics(
@@ -146,6 +146,8 @@ class ClusteringSuite(Suite):
             {"batch": batches.tolist(), "cell type": labels.tolist()},
             workdir / "umap.png",
             adapter.info().label,
+            subtitle=f"{task.dataset['name']}, seed {seed}: "
+            + metrics_line(metrics, ("nmi", "ari", "asw_batch", "graph_connectivity", "overall")),
         )
         return SuiteResult(
             metrics=metrics,
