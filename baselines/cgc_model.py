@@ -416,6 +416,8 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     def _say(self, msg: str) -> None:
         log.info(msg)
+        if os.environ.get("CGCBENCH_QUIET"):  # cgcbench run --quiet
+            return
         from rich.console import Console
 
         Console(stderr=True).print(msg, markup=False, highlight=False)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -409,6 +410,12 @@ def run(
     offline: Annotated[
         bool, typer.Option(help="write JSON records only; push them to MLflow later with `cgcbench sync`")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="no progress, no per-cell lines: table and errors")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="log more: -v info, -vv debug")
+    ] = 0,
     executor: Annotated[
         str, typer.Option(help="where cells run: local (this process) or dask (one task per cell)")
     ] = "local",
@@ -469,6 +476,13 @@ def run(
         executor=ExecutorSpec(executor, workers, scheduler, cluster, retries, memory_per_cell),
     )
     check_executor(request.executor)  # an unreachable scheduler: one line, before the progress bar
+    if verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+        for name in ("", "benchmarks", "baselines", "cgc"):
+            logging.getLogger(name).setLevel(level)
+    if quiet:
+        os.environ["CGCBENCH_QUIET"] = "1"  # adapters' own milestone lines too (also in isolated cells)
+    plain = quiet or not err_console.is_terminal  # a log file gets lines, not a redrawn bar
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -476,23 +490,52 @@ def run(
         TimeElapsedColumn(),
         console=err_console,
         transient=False,
+        disable=plain,
     ) as progress:
         task_id = progress.add_task("validating inputs", total=None)
+        counts = {"total": 0, "done": 0}
+        started: dict[str, float] = {}
+
+        def say(text: str) -> None:
+            if not quiet:
+                err_console.print(f"{time.strftime('%H:%M:%S')} {text}", markup=False, highlight=False,
+                                  soft_wrap=True)
 
         def on_progress(event: str, key: Any, record: dict[str, Any] | None) -> None:
             label = f"{key.dataset} · {key.model} · seed {key.seed}"
             if event == "start":
                 progress.update(task_id, description=f"running {label}")
-            else:
-                progress.advance(task_id)
-                if record and record["status"] == "FAILED":
-                    progress.console.print(f"[red]FAILED[/red] {label}: {record['error']['message'][:300]}")
+                started[key.record_id] = time.monotonic()
+                if plain:
+                    say(f"cell {counts['done'] + 1}/{counts['total']} start: {label}")
+                return
+            progress.advance(task_id)
+            counts["done"] += 1
+            status = str((record or {}).get("status", "SKIPPED" if event == "skip" else "?"))
+            took = time.monotonic() - started.pop(key.record_id, time.monotonic())
+            why = ""
+            if record and record.get("error"):
+                why = ": " + (str(record["error"].get("message") or "").splitlines() or [""])[0][:300]
+            elif record and record.get("reason"):
+                why = f": {record['reason']}"
+            if plain:
+                say(f"cell {counts['done']}/{counts['total']} {status.lower()}"
+                    f"{'' if event == 'skip' else f' in {took:.1f} s'}: {label}{why}")
+            elif status == "FAILED":
+                progress.console.print(f"[red]FAILED[/red] {escape(label)}{escape(why)}", soft_wrap=True)
 
         def on_notice(message: str) -> None:
-            progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            if not quiet:
+                progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+        def on_total(n: int) -> None:
+            counts["total"] = n
+            progress.update(task_id, total=n, description="running")
+            if plain:
+                say(f"{n} cell(s) to run")
 
         runner = MatrixRunner(request, on_progress, on_notice)
-        records = runner.run(lambda n: progress.update(task_id, total=n, description="running"))
+        records = runner.run(on_total)
     table = _results_table(records, suite_class(suite).headline_metrics, suite, console.width)
     console.print(table)
     store = (

@@ -189,3 +189,28 @@ def test_embed_writes_obsm_and_varm(pbmc68k_raw):
     assert adata.uns["cgcbench_embed"]["X_rand"]["model"] == "random"
     pca = cb.embed(adata, model="pca", key="X_p").obsm["X_p"]
     assert pca.shape[0] == adata.n_obs and "pca_genes" not in adata.varm
+
+
+def test_non_tty_run_logs_one_line_per_cell_and_quiet_silences_them(
+    tmp_path, monkeypatch, capsys, shared_data
+):
+    """Into a log file, each cell's start and finish is one plain line; --quiet drops them."""
+    from baselines.random_embedding import RandomEmbeddingAdapter
+
+    table = RandomEmbeddingAdapter(seed=3).embed_genes(["TP53", "GATA1", "SPI1", "MYC"], id_type="symbol")
+    table.columns = [f"d{i}" for i in range(table.shape[1])]
+    path = tmp_path / "few_genes.csv"
+    table.to_csv(path)
+    args = ["run", "gene-classification", "--gene-embeddings", str(path), "--models", "random",
+            "--datasets", "dosage_sensitivity_tfs", "--quick", "--offline"]
+    rc, out, err = _run_cli(monkeypatch, capsys, *args, "--results-dir", str(tmp_path / "a"))
+    # four genes cannot fill 5 folds: the table's cell fails, and its line says why in one line
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if " cell " in f" {ln}"]
+    assert sum(" start: " in ln for ln in lines) == 2, err
+    assert any("finished in" in ln and "random" in ln for ln in lines), err
+    failed = [ln for ln in lines if "failed in" in ln]
+    assert len(failed) == 1 and "genes:few_genes" in failed[0] and "5-fold CV needs" in failed[0]
+    assert "None" not in out
+    rc, out, err = _run_cli(monkeypatch, capsys, *args, "--quiet", "--results-dir", str(tmp_path / "b"))
+    assert rc == 1 and " start: " not in err and "genes:few_genes" in out  # the table still prints
