@@ -1,21 +1,26 @@
 """``geneformer``: Geneformer (Theodoris et al. 2023) — rank-value encoding + BERT.
 
 The model is Hugging Face ``transformers``' :class:`~transformers.BertForMaskedLM`, fed cells
-tokenised exactly as Geneformer's ``TranscriptomeTokenizer`` does with the V1 (Genecorpus-30M)
-dictionaries of the ``geneformer_vocab`` card: counts of the protein-coding/miRNA genes in the
-median dictionary are divided by the cell's total counts × 10,000 and by each gene's non-zero
-median across Genecorpus-30M, the detected genes are sorted by that value (descending) and the
-sequence of their tokens is truncated to ``model_input_size`` (2,048). Sorting is stable, so
-ties keep gene order (Geneformer's ``np.argsort`` leaves them unspecified).
+tokenised exactly as Geneformer's ``TranscriptomeTokenizer`` does with the dictionaries of the
+model's version (V1: Genecorpus-30M, the ``geneformer_vocab`` card; V2: the ``*_gc104M.pkl``
+/ ``*_gc95M.pkl`` files, given with ``vocab_dir=`` or inside the model directory): columns
+with the same Ensembl id are summed (``collapse_gene_ids``), counts of the genes of the token
+dictionary are divided by the cell's total counts × 10,000 and by each gene's non-zero median,
+the detected genes are sorted by that value (descending) and the sequence of their tokens is
+truncated to ``model_input_size`` (V1 2,048; V2 4,096 with ``<cls>`` first and ``<eos>`` last,
+so 4,094 genes). Sorting is stable, so ties keep gene order (Geneformer's ``np.argsort``
+leaves them unspecified). The version found is recorded (``params.geneformer_version``).
 
 * **weights** — ``checkpoint=`` / ``$GENEFORMER_CHECKPOINT``: a Geneformer model directory
   (``config.json`` + ``pytorch_model.bin`` or ``model.safetensors``, e.g. the released
-  ``geneformer-6L-30M``); ``init="pretrained"``. Otherwise a BERT is pre-trained here from
+  ``Geneformer-V1-10M`` or ``Geneformer-V2-104M``); ``init="pretrained"``; a V2 model with
+  V1 dictionaries (or the reverse) is refused before any work. Otherwise a BERT is pre-trained here from
   scratch by masked language modelling on rank-encoded cells (15 % of tokens, BERT's
   80/10/10 rule, AdamW with linear warm-up/decay as in Geneformer's pre-training), on the data
   given to ``fit`` / ``fit_classifier`` or, for gene embeddings, on the ``corpus`` cards.
-* **cell embeddings** — Geneformer's ``EmbExtractor`` recipe: the mean over the cell's tokens
-  of the hidden states of layer ``emb_layer`` (-1 = second-to-last layer, its default).
+* **cell embeddings** — Geneformer's ``EmbExtractor`` recipe at layer ``emb_layer`` (-1 =
+  second-to-last layer, its default): the ``<cls>`` state (V2) or the mean over the cell's
+  gene tokens (V1; ``emb_mode="cell"``).
 * **gene embeddings** — rows of the input token-embedding table (the zero-shot analogue of
   CGC's gene embedding ``emb_g``).
 * **annotation** — Geneformer's cell-classification fine-tuning: a
@@ -320,10 +325,13 @@ class GeneformerAdapter(
     ----------
     checkpoint
         A Geneformer model directory (default ``$GENEFORMER_CHECKPOINT``); makes
-        ``init="pretrained"``. Its vocabulary must be the V1 token dictionary (25,426 tokens).
+        ``init="pretrained"``. V1 (2,048 inputs) or V2 (4,096 inputs, ``<cls>``/``<eos>``),
+        told apart by ``config.json``; the dictionaries must be of the same version.
     vocab_dir
-        Folder with ``token_dictionary.pkl``, ``gene_median_dictionary.pkl`` and
-        ``gene_name_id_dict.pkl`` (default: the ``geneformer_vocab`` card, V1).
+        Folder with the ``*token_dictionary*.pkl``, ``*gene_median_dictionary*.pkl``,
+        ``*gene_name_id_dict*.pkl`` (and optional ``*ensembl_mapping_dict*.pkl``) of the
+        model's version (default: those in the checkpoint directory, else the
+        ``geneformer_vocab`` card, V1).
     model_input_size
         Token sequence length (Geneformer: 2,048; *quick*: 256).
     architecture
@@ -344,6 +352,9 @@ class GeneformerAdapter(
         Cells per step.
     emb_layer
         Hidden layer for cell embeddings relative to the last (-1: second to last; 0: last).
+    emb_mode
+        ``"cls"`` (the ``<cls>`` state; V2 only, its default) or ``"cell"`` (mean over the gene
+        tokens; V1 default), as Geneformer's ``EmbExtractor``.
     corpus
         Dataset cards to pre-train on when gene embeddings are needed without data.
 
@@ -352,7 +363,7 @@ class GeneformerAdapter(
     name = "geneformer"
     requires = ("transformers",)
     install_hint = "pip install 'cgcbench[baselines]' (transformers)"
-    description = "Geneformer: rank-value encoded cells, transformers BertForMaskedLM (V1 vocab)."
+    description = "Geneformer V1/V2: rank-value encoded cells, transformers BertForMaskedLM."
     capabilities = Capabilities(
         task_kinds=frozenset({TaskKind.GENE_EMBEDDING, TaskKind.CELL_EMBEDDING, TaskKind.ANNOTATION}),
         organisms=frozenset({"human"}),
