@@ -381,7 +381,7 @@ class GEARSAdapter(UserCheckpointMixin, ModelAdapter, PerturbationMixin):
             pert_data.adata.X = csr
         with _quiet():
             if self.checkpoint_path is not None:
-                model.load_pretrained(str(self.checkpoint_path))
+                _load_pretrained_safely(model, self.checkpoint_path)
             else:
                 model.model_initialize(**self.model_kwargs)
                 model.train(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
@@ -428,3 +428,35 @@ class GEARSAdapter(UserCheckpointMixin, ModelAdapter, PerturbationMixin):
         if control.n_vars and not control.var_names.equals(self.var_names_):
             out = out.reindex(columns=control.var_names)
         return out
+
+
+def _load_pretrained_safely(model: Any, path: Path) -> None:
+    """``GEARS.load_pretrained`` without unpickling arbitrary objects.
+
+    GEARS reads ``config.pkl`` with :func:`pickle.load` and ``model.pt`` with a plain
+    ``torch.load``; both are user files. Here ``config.pkl`` goes through
+    :func:`benchmarks.weights_io.load_pickled_tensors` (plain data + tensors only) and
+    ``model.pt`` through ``torch.load(weights_only=True)``; the rest is GEARS's own steps.
+    """
+    from benchmarks.weights_io import load_pickled_tensors, load_state_dict
+
+    config = load_pickled_tensors(path / "config.pkl", "GEARS config.pkl")
+    if not isinstance(config, dict):
+        raise InputError(
+            f"{path / 'config.pkl'}: expected a dict of GEARS settings, found {type(config).__name__}"
+        )
+    for key in ("device", "num_genes", "num_perts"):
+        config.pop(key, None)
+    model.model_initialize(**config)
+    model.config = config
+    state = load_state_dict(path / "model.pt", "GEARS model.pt")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    try:
+        model.model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise InputError(
+            f"{path / 'model.pt'}: weights do not fit config.pkl and the data's genes ({first})"
+        ) from exc
+    model.model = model.model.to(model.device)
+    model.best_model = model.model

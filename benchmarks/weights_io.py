@@ -116,3 +116,52 @@ def safetensors_names(path: str | Path, what: str) -> dict[str, tuple[int, ...]]
             f"{f}: cannot read {what} ({f.stat().st_size:,} bytes): the file is truncated or not a "
             f"safetensors file ({_first_line(exc)[:120]}); download it again and check its sha256"
         ) from exc
+
+
+def load_pickled_tensors(path: str | Path, what: str) -> Any:
+    """Unpickle a plain ``pickle.dump`` of data that may contain tensors, without running code.
+
+    Some releases pickle configs holding tensors with :mod:`pickle` rather than
+    :func:`torch.save` (GEARS's ``config.pkl`` holds its GO / co-expression graphs). A tensor
+    pickles as ``torch._utils._rebuild_tensor_v2`` over a storage serialised by
+    ``torch.storage._load_from_bytes`` — which would call ``torch.load(weights_only=False)``.
+    This unpickler allows the plain-data globals of :mod:`benchmarks.safe_pickle` plus those
+    two, and rebuilds each storage with ``torch.load(weights_only=True)``. Anything else is
+    refused with an :class:`~benchmarks.errors.InputError`.
+    """
+    import io
+    import pickle
+
+    import torch
+
+    from benchmarks.safe_pickle import ALLOWED_GLOBALS
+
+    f = Path(path)
+
+    def storage_from_bytes(b: bytes) -> Any:
+        return torch.load(io.BytesIO(b), map_location="cpu", weights_only=True)
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                return torch._utils._rebuild_tensor_v2
+            if (module, name) == ("torch.storage", "_load_from_bytes"):
+                return storage_from_bytes
+            if (module, name) in ALLOWED_GLOBALS and not module.startswith("numpy"):
+                return super().find_class(module, name)
+            raise InputError(
+                f"{f}: refused to unpickle {module}.{name} in {what}: only plain data and tensors are "
+                "read from pickle files; replace the file with the original release"
+            )
+
+    if not f.is_file():
+        raise InputError(f"{f}: {what} not found")
+    try:
+        with open(f, "rb") as fh:
+            return _Unpickler(fh).load()
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"{f}: cannot read {what} ({_first_line(exc)[:160]}); the file is truncated or corrupt"
+        ) from exc

@@ -100,3 +100,22 @@ def test_gears_checkpoint_round_trip(fitted, train_data, norman, tmp_path: Path)
     np.testing.assert_allclose(loaded.predict_perturbation(control, conds).to_numpy(),
                                fitted.predict_perturbation(control, conds).to_numpy(),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_gears_checkpoint_is_read_without_unpickling_code(fitted, train_data, tmp_path: Path) -> None:
+    import pickle
+
+    from benchmarks.errors import InputError
+
+    ckpt = tmp_path / "gears_hostile"
+    fitted.gears_.save_model(str(ckpt))
+
+    class Hostile:
+        def __reduce__(self):  # pragma: no cover - never executed by the loader
+            return (print, ("pwned",))
+
+    config = {**fitted.gears_.config, "hook": Hostile()}
+    (ckpt / "config.pkl").write_bytes(pickle.dumps(config))
+    loaded = GEARSAdapter(seed=0, quick=True, pert_universe="data", checkpoint=str(ckpt))
+    with pytest.raises(InputError, match="config.pkl.*refused to unpickle builtins.print"):
+        loaded.fit_perturbation(train_data)
