@@ -171,6 +171,10 @@ class _ScviBase(UserCheckpointMixin, ModelAdapter):
         """Return the (batch, labels) obs keys a reference model (or saved dir) was set up with."""
         scvi = _scvi()
         if isinstance(reference, str | Path):
+            from benchmarks.weights_io import check_pickle_globals
+
+            # scvi-tools reads model.pt with weights_only=False: scan its pickle first
+            check_pickle_globals(_weights_file(Path(reference)), "scvi-tools model.pt")
             setup = scvi.model.SCANVI.load_registry(str(reference)).get("setup_args", {})
         else:
             setup = reference.adata_manager.registry.get("setup_args", {})

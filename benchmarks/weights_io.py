@@ -165,3 +165,70 @@ def load_pickled_tensors(path: str | Path, what: str) -> Any:
         raise InputError(
             f"{f}: cannot read {what} ({_first_line(exc)[:160]}); the file is truncated or corrupt"
         ) from exc
+
+
+DATA_PICKLE_GLOBALS = frozenset(
+    {
+        "builtins.bytes",
+        "builtins.dict",
+        "builtins.list",
+        "builtins.tuple",
+        "builtins.set",
+        "builtins.frozenset",
+        "builtins.slice",
+        "builtins.str",
+        "builtins.int",
+        "builtins.float",
+        "builtins.bool",
+        "collections.defaultdict",
+        "collections.OrderedDict",
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.core.multiarray._reconstruct",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy._core.multiarray.scalar",
+        "pandas._libs.internals._unpickle_block",
+        "pandas.core.frame.DataFrame",
+        "pandas.core.series.Series",
+        "pandas.core.indexes.base.Index",
+        "pandas.core.indexes.base._new_Index",
+        "pandas.core.indexes.range.RangeIndex",
+        "pandas.core.internals.managers.BlockManager",
+        "pandas.core.internals.managers.SingleBlockManager",
+    }
+)
+"""Globals a data-only PyTorch pickle may name: containers, NumPy arrays, pandas frames."""
+
+
+def check_pickle_globals(path: str | Path, what: str, allowed: frozenset[str] = DATA_PICKLE_GLOBALS) -> None:
+    """Refuse a PyTorch file whose pickle names any global outside ``allowed`` (or NumPy dtypes).
+
+    For libraries that must load a user file with ``weights_only=False`` (scvi-tools stores
+    its registry and training history as NumPy/pandas objects): the file is scanned first
+    (:func:`torch.serialization.get_unsafe_globals_in_checkpoint` lists every global the
+    pickle would import besides PyTorch's own tensor rebuilders), so a file that would import
+    anything else — a function, ``os.system``, a class with a ``__reduce__`` payload — is
+    refused before it is unpickled.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, or a global outside the allow-list (named).
+
+    """
+    import torch
+
+    f = Path(path)
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+    except Exception as exc:
+        raise InputError(
+            f"{f}: cannot read {what} ({_first_line(exc)[:120]}); the file is truncated or not a PyTorch file"
+        ) from exc
+    bad = sorted(g for g in needed if g not in allowed and not g.startswith("numpy.dtypes."))
+    if bad:
+        raise InputError(
+            f"{f}: refused to load {what}: it would import {', '.join(bad[:3])}, which a saved model "
+            "does not need (allowed: containers, NumPy arrays, pandas frames); only load files you trust"
+        )

@@ -76,3 +76,19 @@ def test_scanvi_query_training_runs(ref_query) -> None:
     pred = model.predict_labels(query)
     acc = float(np.mean(pred == query.obs["bulk_labels"].to_numpy()))
     assert 0.0 <= acc <= 1.0 and len(pred) == query.n_obs
+
+
+def test_scvi_checkpoint_with_code_in_its_pickle_is_refused(kang_small, tmp_path: Path) -> None:
+    import torch
+
+    from benchmarks.errors import InputError
+
+    class Hostile:
+        def __reduce__(self):  # pragma: no cover - never executed by the loader
+            return (print, ("pwned",))
+
+    ckpt = tmp_path / "scvi_hostile"
+    ckpt.mkdir()
+    torch.save({"model_state_dict": {}, "attr_dict": {"registry_": Hostile()}}, ckpt / "model.pt")
+    with pytest.raises(InputError, match="model.pt: refused to load scvi-tools model.pt.*builtins.print"):
+        SCVIAdapter(seed=0, quick=True, checkpoint=str(ckpt)).fit(kang_small)
