@@ -245,16 +245,14 @@ def verify(path: str | Path) -> Verification:
     if not p.exists():
         raise InputError(f"{p} does not exist; pass a downloaded release file or directory")
     if p.is_dir():
+        markers = ("MANIFEST.sha256", "LATEST")
+        for d in (p, p / "checkpoints", p / "checkpoint"):
+            if any((d / n).exists() for n in markers):  # a cgcbench checkpoint (has config.json too)
+                return _verify_cgc_dir(d)
         if (p / "best_model.pt").exists() or (p / "args.json").exists():
             return _verify_scgpt(p)
         if (p / "config.json").exists():
             return _verify_geneformer(p)
-        if any(
-            (d / n).exists()
-            for d in (p, p / "checkpoints", p / "checkpoint")
-            for n in ("MANIFEST.sha256", "LATEST")
-        ):
-            return _verify_cgc_dir(p if not (p / "checkpoint").is_dir() else p / "checkpoint")
         raise InputError(
             f"{p}: not a release directory (no best_model.pt/args.json, config.json or cgcbench manifest)"
         )

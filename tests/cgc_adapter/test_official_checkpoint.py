@@ -90,3 +90,10 @@ def test_official_weights_need_their_text_embeddings(release) -> None:
     weights, _ = release
     with pytest.raises(InputError, match="official_text"):
         CGCAdapter(seed=0, checkpoint=str(weights)).official()
+
+
+def test_weights_verify_tells_a_cgcbench_checkpoint_from_a_geneformer_dir(tiny_checkpoint: Path) -> None:
+    from benchmarks.weights import verify
+
+    found = verify(tiny_checkpoint)  # it has a config.json too; it is not a BERT directory
+    assert found.format == "cgcbench CGC checkpoint directory" and "model.pt" in found.files
