@@ -151,12 +151,11 @@ class OfficialCGCRunner:
         pos = pos[pos["symbol"].isin(self.vocab.keys())]
         vid = np.array([self.vocab[s] for s in pos["symbol"]])
         src, dst, off = position_edges(vid, pos["chrom"].to_numpy(), pos["start"].to_numpy(), MAX_DIS + 1)
-        where = {int(v): k for k, v in enumerate(ids)}
-        chromo = {
-            (where[int(a)], where[int(b)]): int(o)
-            for a, b, o in zip(src, dst, off, strict=True)
-            if int(a) in where and int(b) in where
-        }
+        where = np.full(max(int(vid.max(initial=0)), int(ids.max(initial=0))) + 1, -1, np.int64)
+        where[ids] = np.arange(len(ids))
+        a, b = where[src], where[dst]
+        ok = (a >= 0) & (b >= 0)
+        chromo = {(int(x), int(y)): int(o) for x, y, o in zip(a[ok], b[ok], off[ok], strict=True)}
         return tftg, chromo
 
     def edges(self, X: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
