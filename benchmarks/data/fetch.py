@@ -8,8 +8,9 @@
 * **mirrors** — ``$CGCBENCH_MIRRORS``, an ``os.pathsep``-separated list of directories laid out
   like ``../shared/data``; a mirrored file is used in place after its sha256 is checked.
 * **package file** — a file shipped inside an installed package (``scanpy:datasets/x.h5ad``).
-* **download** — streamed to a temporary file next to its cache path while hashing, then
-  renamed atomically; a checksum mismatch deletes the temporary file and raises.
+* **download** — with pooch (:func:`download`): streamed to a temporary file next to its
+  cache path, checksum-verified, retried on failure, then moved into place; a checksum
+  mismatch deletes the temporary file and raises.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import importlib.util
 import logging
 import os
 import shutil
-import tempfile
-import urllib.request
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,35 +137,60 @@ def _package_path(ref: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def download(url: str, dest: Path, expected_sha256: str | None, timeout: float = 60.0) -> str:
-    """Stream ``url`` to ``dest`` atomically, verifying the sha256; return the sha256 seen.
+DOWNLOAD_RETRIES = 2
+"""Extra attempts after a failed download (connection error, HTTP error or checksum mismatch)."""
+
+
+def download(
+    url: str,
+    dest: Path,
+    expected_sha256: str | None,
+    timeout: float = 60.0,
+    retries: int = DOWNLOAD_RETRIES,
+    progressbar: bool | None = None,
+) -> str:
+    """Download ``url`` to ``dest`` with pooch; return the sha256 of the file.
+
+    pooch streams to a temporary file beside ``dest``, checks the sha256, retries
+    ``retries`` times (with back-off) on connection errors and mismatches, and moves the file
+    into place only when it is whole and verified. ``progressbar`` (default: when stderr is a
+    terminal and ``CGCBENCH_QUIET`` is unset) shows pooch's progress bar.
 
     Raises
     ------
     ChecksumError
         If the downloaded bytes do not hash to ``expected_sha256`` (nothing is left on disk).
+    OSError
+        If the server cannot be reached or answers with an error, after the retries.
 
     """
+    import pooch
+    import requests
+
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    h = hashlib.sha256()
+    if progressbar is None:
+        progressbar = sys.stderr.isatty() and not os.environ.get("CGCBENCH_QUIET")
+    fetcher = pooch.create(
+        path=dest.parent,
+        base_url="",
+        registry={dest.name: f"sha256:{expected_sha256}" if expected_sha256 else None},
+        urls={dest.name: url},
+        retry_if_failed=retries,
+    )
+    downloader = pooch.HTTPDownloader(
+        progressbar=progressbar, timeout=timeout, headers={"User-Agent": "cgcbench"}
+    )
     try:
-        req = urllib.request.Request(url, headers={"User-Agent": "cgcbench"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                h.update(block)
-                out.write(block)
-        seen = h.hexdigest()
-        if expected_sha256 is not None and seen != expected_sha256:
-            raise ChecksumError(
-                f"{url}: sha256 {seen} does not match the card's {expected_sha256}; the file was "
-                "removed — check the URL or update the card's sha256 if upstream changed"
-            )
-        os.replace(tmp, dest)
-        return seen
-    finally:
-        tmp.unlink(missing_ok=True)
+        fetcher.fetch(dest.name, downloader=downloader)
+    except ValueError as exc:  # pooch: the hash does not match (its temporary file is removed)
+        raise ChecksumError(
+            f"{url}: the download does not match the card's sha256 {expected_sha256} "
+            f"({str(exc).splitlines()[0][:200]}); the file was removed — check the URL or update "
+            "the card's sha256 if upstream changed"
+        ) from exc
+    except requests.exceptions.RequestException as exc:
+        raise OSError(f"{type(exc).__name__}: {exc}") from exc
+    return sha256_file(dest)
 
 
 def resolve_file(
