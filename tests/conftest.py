@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -15,6 +16,20 @@ def shared_data_dir() -> Path:
     """The read-only real-data mirror (CGCBENCH_MIRRORS' first entry, or ../shared/data)."""
     first = os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
     return Path(first) if first else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-scoped fixtures (built before any per-test fixture) get a cache of their own too.
+
+    Without this a session fixture that loads a card would read and write the user's real cache
+    (``~/.cache/cgcbench``) and miss the shared mirror.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CGCBENCH_DATA_DIR", str(tmp_path_factory.mktemp("session-cache")))
+        mp.setenv("CGCBENCH_MIRRORS", str(shared_data_dir()))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -34,8 +34,12 @@ def prior_files() -> dict[str, Path]:
 def pbmc_tiny() -> ad.AnnData:
     """300 PBMC 3k cells (raw counts), genes detected in >= 30 of them."""
     from benchmarks.data.load import load_dataset
+    from benchmarks.errors import CgcbenchError
 
-    _, a = load_dataset("pbmc3k_raw")
+    try:
+        _, a = load_dataset("pbmc3k_raw")
+    except CgcbenchError as exc:  # neither mirrored nor downloadable here: say so, do not error
+        pytest.skip(f"pbmc3k_raw is not available ({str(exc).splitlines()[0][:300]})")
     a = a[:300].copy()
     a.var_names_make_unique()
     detected = np.asarray((a.X > 0).sum(0)).ravel()
