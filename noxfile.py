@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
@@ -13,8 +14,24 @@ nox.options.default_venv_backend = "venv"
 PYTHON = "3.11"
 
 
+def _own_venv(session: nox.Session) -> bool:
+    """False under ``nox --no-venv``: the session runs in the environment nox itself runs in."""
+    return getattr(session, "venv_backend", "venv") != "none"
+
+
+def _bin(session: nox.Session, name: str) -> str:
+    """A console script of the session's environment (under --no-venv: beside nox's Python)."""
+    return name if _own_venv(session) else os.path.join(os.path.dirname(sys.executable), name)
+
+
 def install(session: nox.Session) -> None:
-    """Install cgcbench with every extra except gpu (torch first so the CPU 2.13.0 pin holds), then scGPT."""
+    """Install cgcbench with every extra except gpu (torch first so the CPU 2.13.0 pin holds), then scGPT.
+
+    Under ``nox --no-venv`` nothing is installed: the sessions reuse the environment the
+    README's first command built (``.venv/bin/python -m nox --no-venv -s lint tests``).
+    """
+    if not _own_venv(session):
+        return
     session.install("torch==2.13.0")
     session.install("-e", ".[all]")
     session.install("--no-deps", "scgpt==0.2.4")  # its pins conflict with scvi-tools >= 1
@@ -30,29 +47,30 @@ def _env() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """The default test run (excludes -m slow); about 15 minutes on 2 CPU cores."""
     install(session)
-    session.run("pytest", "-q", "--timeout=900", *session.posargs, env=_env())
+    session.run(_bin(session, "pytest"), "-q", "--timeout=900", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
 def slow(session: nox.Session) -> None:
     """End-to-end runs marked slow (multi-seed suites, pre-training)."""
     install(session)
-    session.run("pytest", "-q", "-m", "slow", "--timeout=2400", *session.posargs, env=_env(),
+    session.run(_bin(session, "pytest"), "-q", "-m", "slow", "--timeout=2400", *session.posargs, env=_env(),
                 success_codes=[0, 5])
 
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
-    session.install("ruff>=0.6")
-    session.run("ruff", "check", ".")
+    if _own_venv(session):
+        session.install("ruff>=0.6")
+    session.run(_bin(session, "ruff"), "check", ".")
 
 
 @nox.session(python=PYTHON)
 def abuse(session: nox.Session) -> None:
     """The abuse/fault battery (benchmarks/abuse.py): bad inputs, kills, hostile files; prints its table."""
     install(session)
-    session.run("python", "-m", "benchmarks.abuse", *session.posargs, env=_env())
+    session.run(_bin(session, "python"), "-m", "benchmarks.abuse", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
@@ -61,12 +79,12 @@ def bench(session: nox.Session) -> None:
     install(session)
     for script in sorted(os.listdir("benchmarks/perf")):
         if script.endswith(".py") and not script.startswith("_"):
-            session.run("python", f"benchmarks/perf/{script}", *session.posargs, env=_env())
+            session.run(_bin(session, "python"), f"benchmarks/perf/{script}", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The README's main job: annotation on the bundled PBMC set with the two simple baselines."""
     install(session)
-    session.run("cgcbench", "run", "annotation", "--models", "majority,pca-logreg",
+    session.run(_bin(session, "cgcbench"), "run", "annotation", "--models", "majority,pca-logreg",
                 "--datasets", "pbmc68k_reduced", "--seeds", "0,1,2", env=_env())
