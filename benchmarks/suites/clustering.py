@@ -26,6 +26,9 @@ Protocol
 
 from __future__ import annotations
 
+import contextlib
+import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +45,28 @@ def integration_metrics(
     embedding: np.ndarray, labels: np.ndarray, batches: np.ndarray, seed: int, n_neighbors: int = 15
 ) -> dict[str, float]:
     """Scib metrics of an embedding (see the module docstring)."""
-    import scib
-
     emb = ad.AnnData(np.zeros((len(labels), 1), dtype=np.float32))
     emb.obs["label"] = np.asarray(labels, dtype=str)
     emb.obs["batch"] = np.asarray(batches, dtype=str)
     emb.obs["label"] = emb.obs["label"].astype("category")
     emb.obs["batch"] = emb.obs["batch"].astype("category")
     emb.obsm["X_emb"] = np.asarray(embedding, dtype=np.float32)
+    # scib prints a line per resolution to stdout and warns about pandas/leidenalg deprecations
+    # it does not control: keep both out of the user's console
+    # (record=True: scib's own filter changes cannot route them to the console either)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out = _scib_metrics(emb, seed, n_neighbors)
+    for w in caught:  # anything else (not a deprecation notice) is passed on
+        if not issubclass(w.category, (FutureWarning, DeprecationWarning)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def _scib_metrics(emb: ad.AnnData, seed: int, n_neighbors: int) -> dict[str, float]:
+    import scib
+
     sc.pp.neighbors(emb, use_rep="X_emb", n_neighbors=n_neighbors, random_state=seed)
     scib.metrics.cluster_optimal_resolution(
         emb,
