@@ -38,14 +38,24 @@ class SummaryRow:
         return "—"
 
 
-COLLAPSE_NOTE = "predicts one class (collapsed to a constant; no better than the majority control)"
+COLLAPSE_NOTE = "predicts (almost) one class (collapsed to a constant; no better than the majority control)"
 
 
 def _collapsed(finished: list[dict[str, Any]], model: dict[str, Any]) -> set[str]:
-    """Flag a non-control model whose annotation predictions were all one class (any seed)."""
+    """Flag a non-control model whose annotation predictions collapsed to one class (any seed).
+
+    Collapsed: one predicted class, or >= 95 % of the cells in one class with an accuracy no
+    better than always answering the most common label (+0.01).
+    """
     if model.get("is_control"):
         return set()
-    n = sum(1 for r in finished if r["metrics"].get("predicted_classes") == 1)
+    def collapsed(m: dict[str, Any]) -> bool:
+        if m.get("predicted_classes") == 1:
+            return True
+        top, const, acc = m.get("predicted_top_share"), m.get("constant_accuracy"), m.get("accuracy")
+        return None not in (top, const, acc) and top >= 0.95 and acc <= const + 0.01
+
+    n = sum(1 for r in finished if collapsed(r["metrics"]))
     return {f"{COLLAPSE_NOTE}: {n}/{len(finished)} seeds"} if n else set()
 
 

@@ -18,8 +18,11 @@ Protocol
     the seen query cells (``sklearn.metrics.precision_recall_fscore_support``,
     ``average="macro"``, ``zero_division=0``), as in the CGC/scGPT papers.
   - ``unseen_fraction`` — fraction of query cells with labels unseen in the reference.
-  - ``predicted_classes`` — distinct labels predicted; 1 means the model collapsed to one
-    class (the results table flags such rows of non-control models).
+  - ``predicted_classes`` — distinct labels predicted; ``predicted_top_share`` — share of the
+    cells given the most predicted label; ``constant_accuracy`` — accuracy of always answering
+    the query's most common label. A non-control row is flagged as collapsed in the results
+    table when it predicts one class, or ≥ 95 % one class while no more accurate than that
+    constant (+0.01).
 * **Artifacts** — confusion matrix (true × predicted, unseen labels as extra rows), a
   predictions table, and, for adapters with cell embeddings, a UMAP of the query cells
   coloured by true and predicted label.
@@ -215,6 +218,11 @@ class AnnotationSuite(Suite):
         return SuiteResult(metrics=metrics, artifacts=artifacts, tables=tables)
 
 
+def _top_share(labels: np.ndarray) -> float:
+    """Share of the most common label (0 for no labels)."""
+    return float(pd.Series(labels).value_counts(normalize=True).iloc[0]) if len(labels) else 0.0
+
+
 def annotation_metrics(
     true: np.ndarray, pred: np.ndarray, reference_labels: set[str]
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame]]:
@@ -228,6 +236,8 @@ def annotation_metrics(
         "accuracy_seen": float(accuracy_score(true[seen], pred[seen])),
         "unseen_fraction": float((~seen).mean()),
         "predicted_classes": float(len(set(pred))),
+        "predicted_top_share": _top_share(pred),
+        "constant_accuracy": _top_share(true),
     }
     seen_labels = sorted(set(true[seen]))
     p, r, f, _ = precision_recall_fscore_support(
