@@ -640,9 +640,15 @@ def configure_caches() -> None:
     read-only (numba's default cache location). Runs before numba is imported.
     """
     if "NUMBA_CACHE_DIR" not in os.environ:
-        from benchmarks.data.fetch import data_dir
+        # benchmarks.data.fetch.data_dir(), without importing the dataset modules (anndata)
+        env = os.environ.get("CGCBENCH_DATA_DIR")
+        if env:
+            root = Path(env)
+        else:
+            from platformdirs import user_cache_dir
 
-        os.environ["NUMBA_CACHE_DIR"] = str(data_dir() / "numba")
+            root = Path(user_cache_dir("cgcbench")) / "data"
+        os.environ["NUMBA_CACHE_DIR"] = str(root / "numba")
 
 
 def main() -> None:

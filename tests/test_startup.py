@@ -37,6 +37,8 @@ def test_cli_start_up_imports_no_deep_learning_stack(args):
     assert rc == (2 if "--seeds" in args else 0), out[-2000:]
     assert "typer" in mods  # the importtime trace was read
     assert not [m for m in HEAVY if m in mods], f"{args} imported {[m for m in HEAVY if m in mods]}"
+    if args == ("--help",):
+        assert "anndata" not in mods and "numba" not in mods  # help reads no data modules
 
 
 def test_list_models_reads_adapters_without_torch():
@@ -71,7 +73,9 @@ def test_numba_cache_goes_to_the_data_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("CGCBENCH_DATA_DIR", str(tmp_path))
     cli.configure_caches()
-    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+    from benchmarks.data.fetch import data_dir
+
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba") == str(data_dir() / "numba")
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
     cli.configure_caches()  # a user's setting wins
     assert os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"
