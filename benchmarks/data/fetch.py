@@ -177,8 +177,12 @@ def download(
         urls={dest.name: url},
         retry_if_failed=retries,
     )
-    downloader = pooch.HTTPDownloader(
-        progressbar=progressbar, timeout=timeout, headers={"User-Agent": "cgcbench"}
+    downloader = (
+        _copy_local_file
+        if url.startswith("file:")
+        else pooch.HTTPDownloader(
+            progressbar=progressbar, timeout=timeout, headers={"User-Agent": "cgcbench"}
+        )
     )
     try:
         fetcher.fetch(dest.name, downloader=downloader)
@@ -191,6 +195,22 @@ def download(
     except requests.exceptions.RequestException as exc:
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
     return sha256_file(dest)
+
+
+def _copy_local_file(url: str, output_file: str, pooch_obj: object) -> None:
+    """pooch downloader for ``file:`` URLs (cards and tests that point at a local file).
+
+    pooch's own downloaders speak HTTP(S)/FTP/SFTP/DOI only; this copies the file into
+    pooch's temporary output, which pooch then hashes and moves into place as for any download.
+    """
+    from urllib.parse import unquote, urlparse
+    from urllib.request import url2pathname
+
+    parsed = urlparse(url)
+    source = Path(url2pathname(unquote(parsed.path)))
+    if not source.is_file():
+        raise OSError(f"{url}: no such local file")
+    shutil.copyfile(source, output_file)
 
 
 def resolve_file(
