@@ -198,7 +198,7 @@ def download(
 
 
 def _copy_local_file(url: str, output_file: str, pooch_obj: object) -> None:
-    """pooch downloader for ``file:`` URLs (cards and tests that point at a local file).
+    """Downloader for ``file:`` URLs, given to pooch (cards and tests that point at a local file).
 
     pooch's own downloaders speak HTTP(S)/FTP/SFTP/DOI only; this copies the file into
     pooch's temporary output, which pooch then hashes and moves into place as for any download.
