@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import nox
@@ -14,23 +15,48 @@ nox.options.default_venv_backend = "venv"
 PYTHON = "3.11"
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIRST_ENV_PYTHON = os.path.join(HERE, ".venv", "bin", "python")
+
+
 def _own_venv(session: nox.Session) -> bool:
     """False under ``nox --no-venv``: the session runs in the environment nox itself runs in."""
     return getattr(session, "venv_backend", "venv") != "none"
 
 
-def _bin(session: nox.Session, name: str) -> str:
-    """A console script of the session's environment (under --no-venv: beside nox's Python)."""
-    return name if _own_venv(session) else os.path.join(os.path.dirname(sys.executable), name)
+def _first_env() -> str | None:
+    """The Python of ``.venv`` (the README's first command builds it) when cgcbench and its test
+    tools import there; ``None`` otherwise (a clean clone, as in CI) or with CGCBENCH_FRESH_ENV=1."""
+    if os.environ.get("CGCBENCH_FRESH_ENV") or not os.path.exists(FIRST_ENV_PYTHON):
+        return None
+    probe = subprocess.run([FIRST_ENV_PYTHON, "-c", "import cgc, benchmarks, pytest, pytest_timeout"],
+                           cwd=HERE, capture_output=True)
+    return FIRST_ENV_PYTHON if probe.returncode == 0 else None
+
+
+def _python(session: nox.Session) -> str | None:
+    """The Python a session runs in: nox's own under --no-venv, else ``.venv``'s when it is
+    complete, else ``None`` (the session's fresh environment, installed by :func:`install`)."""
+    return sys.executable if not _own_venv(session) else _first_env()
+
+
+def _run_module(session: nox.Session, module: str, *args: str, **kwargs) -> None:
+    """``python -m MODULE ARGS`` in the environment :func:`_python` picks."""
+    py = _python(session)
+    if py is None:
+        session.run("python", "-m", module, *args, **kwargs)
+    else:
+        session.log(f"reusing the environment of {py}")
+        session.run(py, "-m", module, *args, external=True, **kwargs)
 
 
 def install(session: nox.Session) -> None:
     """Install cgcbench with every extra except gpu (torch first so the CPU 2.13.0 pin holds), then scGPT.
 
-    Under ``nox --no-venv`` nothing is installed: the sessions reuse the environment the
-    README's first command built (``.venv/bin/python -m nox --no-venv -s lint tests``).
+    Nothing is installed when the session reuses an environment (:func:`_python`): the one
+    the README's first command built in ``.venv``, or nox's own under ``--no-venv``.
     """
-    if not _own_venv(session):
+    if _python(session) is not None:
         return
     session.install("torch==2.13.0")
     session.install("-e", ".[all]")
@@ -38,8 +64,7 @@ def install(session: nox.Session) -> None:
 
 
 def _env() -> dict[str, str]:
-    here = os.path.dirname(os.path.abspath(__file__))
-    mirrors = os.environ.get("CGCBENCH_MIRRORS") or os.path.join(os.path.dirname(here), "shared", "data")
+    mirrors = os.environ.get("CGCBENCH_MIRRORS") or os.path.join(os.path.dirname(HERE), "shared", "data")
     return {"CGCBENCH_MIRRORS": mirrors, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -47,14 +72,14 @@ def _env() -> dict[str, str]:
 def tests(session: nox.Session) -> None:
     """The default test run (excludes -m slow); about 15 minutes on 2 CPU cores."""
     install(session)
-    session.run(_bin(session, "pytest"), "-q", "--timeout=900", *session.posargs, env=_env())
+    _run_module(session, "pytest", "-q", "--timeout=900", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
 def slow(session: nox.Session) -> None:
     """End-to-end runs marked slow (multi-seed suites, pre-training)."""
     install(session)
-    session.run(_bin(session, "pytest"), "-q", "-m", "slow", "--timeout=2400", *session.posargs, env=_env(),
+    _run_module(session, "pytest", "-q", "-m", "slow", "--timeout=2400", *session.posargs, env=_env(),
                 success_codes=[0, 5])
 
 
@@ -63,14 +88,16 @@ def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     if _own_venv(session):
         session.install("ruff>=0.6")
-    session.run(_bin(session, "ruff"), "check", ".")
+        session.run("ruff", "check", ".")
+    else:
+        session.run(sys.executable, "-m", "ruff", "check", ".", external=True)
 
 
 @nox.session(python=PYTHON)
 def abuse(session: nox.Session) -> None:
     """The abuse/fault battery (benchmarks/abuse.py): bad inputs, kills, hostile files; prints its table."""
     install(session)
-    session.run(_bin(session, "python"), "-m", "benchmarks.abuse", *session.posargs, env=_env())
+    _run_module(session, "benchmarks.abuse", *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
@@ -79,12 +106,14 @@ def bench(session: nox.Session) -> None:
     install(session)
     for script in sorted(os.listdir("benchmarks/perf")):
         if script.endswith(".py") and not script.startswith("_"):
-            session.run(_bin(session, "python"), f"benchmarks/perf/{script}", *session.posargs, env=_env())
+            py = _python(session)
+            session.run(py or "python", f"benchmarks/perf/{script}", *session.posargs, env=_env(),
+                        external=py is not None)
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The README's main job: annotation on the bundled PBMC set with the two simple baselines."""
     install(session)
-    session.run(_bin(session, "cgcbench"), "run", "annotation", "--models", "majority,pca-logreg",
+    _run_module(session, "benchmarks.cli", "run", "annotation", "--models", "majority,pca-logreg",
                 "--datasets", "pbmc68k_reduced", "--seeds", "0,1,2", env=_env())
