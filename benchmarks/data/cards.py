@@ -64,7 +64,55 @@ class FileSpec:
     package_file: str | None = None
     size_bytes: int | None = None
     compression: str | None = None
-    """How the downloaded file is packed (``gzip``/``zip``/``tar``); the sha256 is of the download."""
+    """How the downloaded file is packed (``gzip``/``zip``/``tar``); the sha256 is of the download
+    — unless ``member`` is set, when it names the archive format (default: from the URL)."""
+    member: str | None = None
+    """Path of the file inside a downloaded archive (zip/wheel or tar, compressed or not).
+
+    The archive is downloaded (checked against ``archive_sha256``), only this member is
+    extracted, checked against ``sha256`` and moved into the cache; the archive is not kept.
+    """
+    archive_sha256: str | None = None
+    """sha256 of the downloaded archive when ``member`` is set (``sha256`` is the member's)."""
+    accept_sha256: tuple[str, ...] = ()
+    """Other sha256 values accepted for this file: the *same content* in another byte encoding.
+
+    Use only when the card says why (e.g. the mirror holds the upstream matrix re-written by a
+    newer anndata). ``sha256`` stays the file's identity in records and cache keys.
+    """
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every accepted sha256 (``sha256`` first); empty when the card declares none."""
+        return (self.sha256, *self.accept_sha256) if self.sha256 else ()
+
+    @property
+    def archive_format(self) -> str | None:
+        """``"zip"`` or ``"tar"`` for a member of an archive (``compression`` or the URL's suffix)."""
+        if self.member is None:
+            return None
+        if self.compression in ARCHIVE_FORMATS:
+            return self.compression
+        return archive_format_of(self.urls[0]) if self.urls else None
+
+
+ARCHIVE_FORMATS = ("zip", "tar")
+"""Archive formats a ``member`` can be extracted from."""
+COMPRESSIONS = ("gzip", "zip", "tar")
+"""Valid ``compression`` values of a card's file."""
+_ARCHIVE_SUFFIXES = {".zip": "zip", ".whl": "zip", ".tar": "tar", ".tar.gz": "tar", ".tgz": "tar",
+                     ".tar.bz2": "tar", ".tbz2": "tar", ".tar.xz": "tar", ".txz": "tar"}
+
+
+def archive_format_of(url: str) -> str | None:
+    """``"zip"`` (``.zip``, ``.whl``) or ``"tar"`` (``.tar[.gz|.bz2|.xz]``, ``.tgz``) from a URL's path."""
+    from urllib.parse import urlparse
+
+    path = urlparse(url).path.lower()
+    for suffix, fmt in sorted(_ARCHIVE_SUFFIXES.items(), key=lambda kv: -len(kv[0])):
+        if path.endswith(suffix):
+            return fmt
+    return None
 
 
 @dataclass(frozen=True)
@@ -114,6 +162,9 @@ class DatasetCard:
             "name": self.name,
             "version": self.version,
             "sha256": {f.name: f.sha256 for f in self.files},
+            **({"accepted_sha256": {f.name: list(f.accept_sha256) for f in self.files
+                                    if f.accept_sha256}}
+               if any(f.accept_sha256 for f in self.files) else {}),
             "organism": self.organism,
             "gene_id_type": self.gene_id_type,
             "license": self.license,
@@ -130,6 +181,44 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"{where}: expected a list of strings, got {value!r}")
     return tuple(value)
+
+
+FILE_FIELDS = frozenset({"name", "sha256", "urls", "mirror_path", "package_file", "size_bytes",
+                         "compression", "member", "archive_sha256", "accept_sha256"})
+"""The fields a ``[[files]]`` entry may have (anything else is a typo, rejected)."""
+
+
+def _sha256(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InputError(f"{where}: {value!r} is not 64 lowercase hex digits (a sha256, as printed by "
+                         "`sha256sum FILE`)")
+    return value
+
+
+def _check_archive_fields(spec: FileSpec, where: str) -> None:
+    """Cross-field rules of ``compression``, ``member``, ``archive_sha256`` and ``accept_sha256``."""
+    if spec.compression is not None and spec.compression not in COMPRESSIONS:
+        raise InputError(f"{where}.compression: {spec.compression!r}; use one of {', '.join(COMPRESSIONS)}")
+    if spec.member is None:
+        if spec.archive_sha256 is not None:
+            raise InputError(f"{where}.archive_sha256: set only with 'member' (the digest of the archive "
+                             "the member is extracted from); for a file downloaded as is, use sha256")
+    else:
+        if not spec.urls:
+            raise InputError(f"{where}.member: {spec.member!r} is a file inside a downloaded archive, but "
+                             "the entry has no urls; add the archive's URL to urls")
+        if spec.archive_format is None:
+            raise InputError(
+                f"{where}.member: cannot tell the archive format of {spec.urls[0]!r} (not .zip, .whl, "
+                f".tar, .tar.gz, .tgz, .tar.bz2 or .tar.xz); set compression = \"zip\" or \"tar\"")
+        if spec.compression == "gzip":
+            raise InputError(f"{where}.compression: 'gzip' holds one file, not members; use \"tar\" for a "
+                             ".tar.gz archive or drop 'member'")
+    if spec.accept_sha256 and spec.sha256 is None:
+        raise InputError(f"{where}.accept_sha256: set only together with sha256 (the file's identity); "
+                         "accept_sha256 lists other encodings of the same content")
 
 
 def _file_name(value: Any, where: str) -> str:
@@ -176,26 +265,33 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
     for i, f in enumerate(raw_files):
         if "name" not in f:
             raise InputError(f"{where}: files[{i}] has no 'name'")
-        sha = f.get("sha256")
-        if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha)):
-            raise InputError(f"{where}: files[{i}].sha256 is not 64 lowercase hex digits")
+        unknown = sorted(set(f) - FILE_FIELDS)
+        if unknown:
+            raise InputError(f"{where}: files[{i}] has unknown field(s) {', '.join(unknown)}; "
+                             f"valid fields: {', '.join(sorted(FILE_FIELDS))}")
+        sha = _sha256(f.get("sha256"), f"{where}: files[{i}].sha256")
         if not (f.get("urls") or f.get("mirror_path") or f.get("package_file")):
             raise InputError(f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file")
         package_file = f.get("package_file")
         if package_file is not None:
             package, _, rel = str(package_file).partition(":")
             _relative_path(rel, f"{where}: files[{i}].package_file")
-        files.append(
-            FileSpec(
-                name=_file_name(f["name"], f"{where}: files[{i}].name"),
-                sha256=sha,
-                urls=_str_tuple(f.get("urls"), f"{where}: files[{i}].urls"),
-                mirror_path=_relative_path(f.get("mirror_path"), f"{where}: files[{i}].mirror_path"),
-                package_file=package_file,
-                size_bytes=f.get("size_bytes"),
-                compression=f.get("compression"),
-            )
+        spec = FileSpec(
+            name=_file_name(f["name"], f"{where}: files[{i}].name"),
+            sha256=sha,
+            urls=_str_tuple(f.get("urls"), f"{where}: files[{i}].urls"),
+            mirror_path=_relative_path(f.get("mirror_path"), f"{where}: files[{i}].mirror_path"),
+            package_file=package_file,
+            size_bytes=f.get("size_bytes"),
+            compression=f.get("compression"),
+            member=_relative_path(f.get("member"), f"{where}: files[{i}].member"),
+            archive_sha256=_sha256(f.get("archive_sha256"), f"{where}: files[{i}].archive_sha256"),
+            accept_sha256=tuple(_sha256(s, f"{where}: files[{i}].accept_sha256")
+                                for s in _str_tuple(f.get("accept_sha256"),
+                                                    f"{where}: files[{i}].accept_sha256")),
         )
+        _check_archive_fields(spec, f"{where}: files[{i}]")
+        files.append(spec)
     ad = data.get("anndata")
     ad_spec = None
     if ad is not None:

@@ -11,6 +11,15 @@
 * **download** — with pooch (:func:`download`): streamed to a temporary file next to its
   cache path, checksum-verified, retried on failure, then moved into place; a checksum
   mismatch deletes the temporary file and raises.
+* **archive member** — a card file with ``member`` is one file inside a downloaded archive
+  (zip/wheel or tar, compressed or not; :func:`download_member`): pooch downloads the archive
+  into a temporary folder beside the cache path and checks ``archive_sha256``, pooch's
+  ``Unzip``/``Untar`` extract only that member, which is checked against the file's sha256 and
+  moved into place; the temporary folder (archive included) is always removed, so a failure
+  leaves nothing in the cache.
+
+A card may list ``accept_sha256``: other encodings of the same content (e.g. the mirror holds
+the upstream matrix re-written by a newer anndata); a file matching any of them is used.
 """
 
 from __future__ import annotations
@@ -21,8 +30,9 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_cache_dir
 
@@ -122,7 +132,7 @@ def cache_path(card: DatasetCard, spec: FileSpec) -> Path:
 
 def _matches(path: Path, spec: FileSpec) -> bool:
     if spec.sha256 is not None:
-        return sha256_file(path) == spec.sha256
+        return sha256_file(path) in spec.digests
     side = sidecar(path)
     return not side.is_file() or sha256_file(path) == side.read_text().strip()
 
@@ -164,6 +174,20 @@ def download(
         If the server cannot be reached or answers with an error, after the retries.
 
     """
+    _pooch_fetch(url, dest, expected_sha256, timeout, retries, progressbar)
+    return sha256_file(dest)
+
+
+def _pooch_fetch(
+    url: str,
+    dest: Path,
+    expected_sha256: str | None,
+    timeout: float,
+    retries: int,
+    progressbar: bool | None,
+    processor: Callable[..., Any] | None = None,
+) -> Any:
+    """Fetch ``url`` into ``dest`` with pooch (hash check, retries, atomic move, ``processor``)."""
     import pooch
     import requests
 
@@ -185,16 +209,112 @@ def download(
         )
     )
     try:
-        fetcher.fetch(dest.name, downloader=downloader)
+        return fetcher.fetch(dest.name, downloader=downloader, processor=processor)
     except ValueError as exc:  # pooch: the hash does not match (its temporary file is removed)
+        what = "archive_sha256" if processor is not None else "sha256"
         raise ChecksumError(
-            f"{url}: the download does not match the card's sha256 {expected_sha256} "
+            f"{url}: the download does not match the card's {what} {expected_sha256} "
             f"({str(exc).splitlines()[0][:200]}); the file was removed — check the URL or update "
             "the card's sha256 if upstream changed"
         ) from exc
     except requests.exceptions.RequestException as exc:
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
-    return sha256_file(dest)
+
+
+def _archive_name(url: str) -> str:
+    """A plain file name for a downloaded archive (the URL's last path component)."""
+    from urllib.parse import unquote, urlparse
+
+    name = Path(unquote(urlparse(url).path)).name
+    return name if name and name not in (".", "..") else "archive"
+
+
+def download_member(
+    url: str,
+    dest: Path,
+    member: str,
+    *,
+    archive_format: str,
+    archive_sha256: str | None,
+    expected: Collection[str] = (),
+    timeout: float = 60.0,
+    retries: int = DOWNLOAD_RETRIES,
+    progressbar: bool | None = None,
+) -> str:
+    """Download the archive at ``url``, extract ``member`` to ``dest``; return the member's sha256.
+
+    The archive goes to a temporary folder beside ``dest`` (pooch: checked against
+    ``archive_sha256``, retried); pooch's ``Unzip`` (``archive_format="zip"``, wheels too) or
+    ``Untar`` (``"tar"``, also ``.tar.gz``/``.bz2``/``.xz``) extracts only ``member``; it must be
+    a regular file whose sha256 is one of ``expected`` (any, when empty) and is then moved to
+    ``dest`` in one step. The temporary folder is removed whatever happens.
+
+    Raises
+    ------
+    ChecksumError
+        If the archive does not match ``archive_sha256`` or the member matches none of
+        ``expected`` (nothing is left on disk).
+    CgcbenchError
+        If the archive holds no regular file ``member``.
+    OSError
+        If the server cannot be reached or answers with an error, after the retries.
+
+    """
+    import tarfile
+    import zipfile
+
+    import pooch
+
+    if archive_format not in ("zip", "tar"):
+        raise InputError(f"{url}: archive format {archive_format!r}; use 'zip' or 'tar'")
+    extract = pooch.Unzip if archive_format == "zip" else pooch.Untar
+    tmp = dest.parent / f".{dest.name}.archive-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        archive = tmp / _archive_name(url)
+        try:
+            _pooch_fetch(url, archive, archive_sha256, timeout, retries, progressbar,
+                         processor=extract(members=[member], extract_dir=str(tmp / "extracted")))
+        except (zipfile.BadZipFile, tarfile.TarError) as exc:
+            raise CgcbenchError(
+                f"{url}: the download is not a readable {archive_format} archive ({exc}); check the "
+                "card's URL and its compression"
+            ) from exc
+        root = (tmp / "extracted").resolve()
+        found = tmp / "extracted" / member
+        if found.is_symlink() or not found.is_file() or not found.resolve().is_relative_to(root):
+            names = _member_names(archive, archive_format)
+            close = [n for n in names if Path(n).name == Path(member).name][:3] or names[:5]
+            raise CgcbenchError(
+                f"{url}: the archive holds no file {member!r} (members like {close}); fix the card's "
+                "'member' (the path inside the archive)"
+            )
+        digest = sha256_file(found)
+        if expected and digest not in expected:
+            raise ChecksumError(
+                f"{url}: member {member} has sha256 {digest}, not the card's "
+                f"{' or '.join(expected)}; nothing was kept — update the card's sha256 if upstream "
+                "changed"
+            )
+        os.replace(found, dest)
+        return digest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _member_names(archive: Path, archive_format: str) -> list[str]:
+    import tarfile
+    import zipfile
+
+    try:
+        if archive_format == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                return zf.namelist()
+        with tarfile.open(archive) as tf:
+            return tf.getnames()
+    except (OSError, zipfile.BadZipFile, tarfile.TarError):
+        return []
 
 
 def _copy_local_file(url: str, output_file: str, pooch_obj: object) -> None:
@@ -252,8 +372,13 @@ def resolve_file(
     errors = []
     for url in spec.urls:
         try:
-            note(f"downloading {url}")
-            seen = download(url, cached, spec.sha256)
+            if spec.member is not None:
+                note(f"downloading {url} (for its member {spec.member})")
+                seen = download_member(url, cached, spec.member, archive_format=str(spec.archive_format),
+                                       archive_sha256=spec.archive_sha256, expected=spec.digests)
+            else:
+                note(f"downloading {url}")
+                seen = download(url, cached, spec.sha256)
             if spec.sha256 is None:  # verified against this on every later load
                 write_sidecar(cached, seen)
                 note(f"{card.name}/{spec.name}: no sha256 in the card; recorded {seen}")
