@@ -340,6 +340,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._eval_datasets: tuple[str, ...] = ()
         self._panel_ids: np.ndarray | None = None
         self._official: Any = None
+        self._fit_cells: tuple[ad.AnnData, str] | None = None
 
     requires = ("torch_geometric",)
     install_hint = "pip install 'torch-geometric>=2.6,<2.9' (a dependency of cgcbench)"
@@ -475,10 +476,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             if self.s["text_encoder"] == "none" and "text" in cfg.node_features:
                 cfg = cfg.replace(node_features=_without(cfg.node_features, "text"))
             pseed = self.seed if self.s["pretrain_seed"] == "run" else int(self.s["pretrain_seed"])
+            cells, what = self._fit_cells or (None, "")
             dest = default_checkpoint(cfg, steps=self.s["pretrain_steps"], seed=pseed,
                                       n_cells=self.s["pretrain_cells"], text_encoder=self.s["text_encoder"],
                                       batch_size=self.s["pretrain_batch_size"], lr=self.s["pretrain_lr"],
-                                      exclude=self._eval_datasets, say=self._say)
+                                      exclude=self._eval_datasets, say=self._say,
+                                      reference=cells, reference_source=what)
+            self._fit_cells = None  # the model is loaded: no need to hold the cells
             model, priors, meta = load_checkpoint(dest / "checkpoint", map_location="cpu")
             self.params["checkpoint_source"] = "built by cgcbench (cached default pre-training)"
             self.params["checkpoint_path"] = str(dest / "checkpoint")
@@ -490,6 +494,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
                 "corpus_cards", "corpus", "n_train_cells", "n_val_cells", "steps", "wall_time_s",
                 "final_train_loss", "final_val_loss", "mean_predictor_val_loss", "seed", "n_cells",
                 "text", "train")}
+            for key in ("unavailable_corpus", "unavailable_priors", "text_features"):  # what was left out
+                if key in info:
+                    self.params["pretraining"][key] = info[key]
             self.params["pretraining"]["excluded_evaluated_datasets"] = [
                 c for c in corpus_cards() if c in self._eval_datasets]
         self._checkpoint_path = Path(meta["path"])
@@ -625,6 +632,22 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._metrics["gene_coverage"] = float(keep.mean()) if len(keep) else 0.0
         return out
 
+    def fit_genes(self, adata: ad.AnnData) -> None:
+        """Remember the task's expression matrix: the pre-training fallback when no corpus can be had.
+
+        Zero-shot otherwise (the gene embeddings are read from the pre-trained weights).
+        """
+        self._remember_fit_cells(adata, "cells of the task's expression matrix")
+
+    def _remember_fit_cells(self, adata: ad.AnnData, what: str) -> None:
+        """Keep the first cells a fit is given, before the model loads.
+
+        The default pre-training uses them when no corpus data set can be had
+        (:func:`~baselines.cgc_pretraining.default_checkpoint`); no other cells ever are.
+        """
+        if self._model is None and self._fit_cells is None:
+            self._fit_cells = (adata, what)
+
     # ------------------------------------------------------------------------------ cell embeddings
     def fit(self, adata: ad.AnnData, batch_key: str | None = None) -> None:
         """Fine-tune on ``adata`` (masked losses + domain adaptation + ECS, SPEC §5.3).
@@ -634,6 +657,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         if self.official() is not None:
             self.params["official_mode"] = "zero-shot (no fine-tuning)"
             return
+        self._remember_fit_cells(adata, "cells the suite passed to fit")
         cm = self._cells(adata, fit_panel=True)
         rows = self._subsample(cm.n_cells, 1)
         sub = cm.subset(rows)
@@ -666,6 +690,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._official_only("annotation fine-tuning")
         if label_key not in reference.obs:
             raise InputError(f"cgc.fit_classifier: label_key={label_key!r} is not a column of obs")
+        self._remember_fit_cells(reference, "reference cells (the annotation training split)")
         cm = self._cells(reference, fit_panel=True)
         rows = self._subsample(cm.n_cells, 2)
         labels = reference.obs[label_key].astype(str).to_numpy()[rows]
@@ -718,6 +743,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
         if condition_key not in train.obs:
             raise InputError(f"cgc.fit_perturbation: condition_key={condition_key!r} is not a column of obs")
+        self._remember_fit_cells(train, "perturbation training cells")
         X = _dense(train.X)
         cond = train.obs[condition_key].astype(str).to_numpy()
         is_ctrl = cond == CTRL
@@ -805,6 +831,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             if col not in obs:
                 raise InputError(f"cgc.fit_knockout: obs has no {col!r} column; expected pair_id, state "
                                  f"(before/after) and {ko_key}")
+        self._remember_fit_cells(train, "knockout training profiles")
         X = _dense(train.X)
         state = obs["state"].astype(str).to_numpy()
         before_pos = {p: i for i, p in enumerate(obs["pair_id"]) if state[i] == "before"}

@@ -12,6 +12,17 @@ Checkpoints and priors are cached under ``$CGCBENCH_DATA_DIR/cgc_checkpoints/<ha
 hash covers the corpus files' sha256, the model config, the training settings, seed, corpus
 size, text model and :data:`CACHE_VERSION`. Builds are atomic (temporary directory +
 rename) and guarded by a file lock, so concurrent runs build each checkpoint once.
+
+**What cannot be had is left out, and said.** A corpus card that is neither cached, mirrored
+nor downloadable is left out (:func:`available_corpus`); when no real (non-simulated) set
+remains, CGC pre-trains on the cells the suite gives the adapter to fit — for annotation the
+reference split, never the query — and the cache key covers a digest of those cells
+(:func:`cells_digest`). A prior file that cannot be had drops what it feeds
+(:func:`prior_files`): TRRUST its TF→target edges, the positions their edges, the gene info
+table the text node feature (its descriptions), GO the GO terms in those descriptions; only
+the vocabulary is required. ``pretrain.json`` (and so every record's ``pretraining`` params)
+lists each left-out card with its reason. With everything available the cache key is the
+same as before.
 """
 
 from __future__ import annotations
@@ -55,6 +66,10 @@ PRIOR_CARDS: dict[str, tuple[str, str | None]] = {
 }
 """Prior-knowledge files of the default bundle: ``GenePriors.build`` argument → (card, file)."""
 Say = Callable[[str], None]
+REQUIRED_PRIORS = frozenset({"vocab_path"})
+"""Prior files CGC cannot run without (the vocabulary defines the gene tokens)."""
+_SAID: set[str] = set()
+"""Messages about unavailable data already printed in this process (each is printed once)."""
 
 
 def cache_root() -> Path:
@@ -102,6 +117,94 @@ def corpus_cards(exclude: Sequence[str] = ()) -> tuple[str, ...]:
     return tuple(c for c in CORPUS_CARDS if c not in set(exclude))
 
 
+def _say_once(say: Say, msg: str) -> None:
+    if msg not in _SAID:
+        _SAID.add(msg)
+        say(msg)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def available_corpus(cards: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Split corpus cards into those whose files can be had and those that cannot (→ reason).
+
+    A card's files are looked up as for any data set (cache, mirrors, bundled package file,
+    download); a simulated card is available (it is simulated locally on first use).
+    """
+    from benchmarks.data.cards import get_card
+    from benchmarks.data.fetch import resolve
+    from benchmarks.errors import CgcbenchError
+
+    kept, missing = [], {}
+    for name in cards:
+        card = get_card(name)
+        if card.kind != "simulated":
+            try:
+                resolve(card)
+            except (CgcbenchError, OSError) as exc:
+                missing[name] = _first_line(exc)
+                continue
+        kept.append(name)
+    return tuple(kept), missing
+
+
+def real_cards(cards: Sequence[str]) -> tuple[str, ...]:
+    """The cards of real (not simulated) cells among ``cards``."""
+    from benchmarks.data.cards import get_card
+
+    return tuple(c for c in cards if get_card(c).kind != "simulated")
+
+
+def prior_files() -> tuple[dict[str, Path | None], dict[str, str]]:
+    """Paths of the default prior files (``None`` where unavailable) and card → reason for those.
+
+    Raises
+    ------
+    CgcbenchError
+        If the vocabulary (the only required file) cannot be had.
+
+    """
+    from baselines.gene_ids import resource_path
+    from benchmarks.errors import CgcbenchError
+
+    files: dict[str, Path | None] = {}
+    missing: dict[str, str] = {}
+    for key, (card, file) in PRIOR_CARDS.items():
+        try:
+            files[key] = resource_path(card, file)
+        except (CgcbenchError, OSError) as exc:
+            if key in REQUIRED_PRIORS:
+                raise CgcbenchError(
+                    f"cgc: the gene vocabulary (card {card}) cannot be had ({_first_line(exc)}); CGC "
+                    "cannot run without it — set CGCBENCH_MIRRORS to a directory holding it or run "
+                    f"`cgcbench datasets fetch {card}` on a machine with internet"
+                ) from exc
+            files[key] = None
+            missing[card] = _first_line(exc)
+    return files, missing
+
+
+PRIOR_ROLES = {"trrust_human": "TF→target edges", "gene_positions_hg38": "chromosome-position edges",
+               "gene_info_hs": "the text node feature (gene descriptions)",
+               "gene2go_hs": "GO terms in the gene descriptions",
+               "go_terms": "GO terms in the gene descriptions"}
+"""What each optional prior card feeds (said when it is left out)."""
+
+
+def cells_digest(adata: ad.AnnData) -> str:
+    """sha256 of a cell set: shape, cell and gene names and the expression values (CSR, float32)."""
+    X = sp.csr_matrix(adata.X, dtype=np.float32)
+    X.sort_indices()
+    h = hashlib.sha256()
+    h.update(json.dumps([list(map(str, adata.obs_names)), list(map(str, adata.var_names)),
+                         list(X.shape)]).encode())
+    for part in (X.indptr.astype(np.int64), X.indices.astype(np.int64), X.data):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
 def text_encoder_from(spec: str) -> Any:
     """``"minilm"`` → the offline default encoder, ``"hashing[:DIM]"``, or ``"none"``."""
     from cgc.priors.text import HashingTextEncoder
@@ -124,43 +227,68 @@ def load_corpus(cards: Sequence[str], n_cells: int | None, seed: int
     ``pbmc68k_reduced`` contributes its log-normalised ``.raw``), subsampled to ``n_cells``
     (seeded) and restricted to genes detected in at least 3 cells.
     """
-    from baselines.gene_ids import var_gene_ids
     from benchmarks.data.load import load_dataset
 
     adatas, counts = [], []
     rng = np.random.default_rng(seed)
     for name in cards:
         card, a = load_dataset(name)
-        symbols = [s or f"__unmapped_{i}" for i, s in enumerate(var_gene_ids(a, "symbol"))]
-        a = ad.AnnData(sp.csr_matrix(a.X, dtype=np.float32), obs=pd.DataFrame(index=a.obs_names),
-                       var=pd.DataFrame(index=pd.Index(symbols).astype(str)))
-        a.var_names_make_unique()
-        if n_cells is not None and a.n_obs > n_cells:
-            a = a[np.sort(rng.choice(a.n_obs, n_cells, replace=False))].copy()
-        detected = np.asarray((a.X > 0).sum(0)).ravel() >= 3
-        a = a[:, detected].copy()
+        a = _corpus_member(a, n_cells, rng)
         adatas.append(a)
         kind = card.anndata.expression_kind if card.anndata is not None else "counts"
-        if kind == "counts" and np.allclose(a.X.data[:1000], np.round(a.X.data[:1000])):
+        if kind == "counts" and _integer_valued(a):
             counts.append(a)
     return adatas, counts
 
 
+def _integer_valued(a: ad.AnnData) -> bool:
+    return bool(np.allclose(a.X.data[:1000], np.round(a.X.data[:1000])))
+
+
+def _corpus_member(a: ad.AnnData, n_cells: int | None, rng: np.random.Generator) -> ad.AnnData:
+    """Symbols as ``var_names``, CSR float32, at most ``n_cells`` cells, genes seen in >= 3 cells."""
+    from baselines.gene_ids import var_gene_ids
+
+    symbols = [s or f"__unmapped_{i}" for i, s in enumerate(var_gene_ids(a, "symbol"))]
+    a = ad.AnnData(sp.csr_matrix(a.X, dtype=np.float32), obs=pd.DataFrame(index=a.obs_names),
+                   var=pd.DataFrame(index=pd.Index(symbols).astype(str)))
+    a.var_names_make_unique()
+    if n_cells is not None and a.n_obs > n_cells:
+        a = a[np.sort(rng.choice(a.n_obs, n_cells, replace=False))].copy()
+    detected = np.asarray((a.X > 0).sum(0)).ravel() >= 3
+    return a[:, detected].copy()
+
+
+def reference_corpus(cells: ad.AnnData, n_cells: int | None, seed: int
+                     ) -> tuple[list[ad.AnnData], list[ad.AnnData]]:
+    """The fallback corpus: ``cells`` (the suite's training cells) prepared as :func:`load_corpus` does.
+
+    They count as count-based (co-expression) when their values are integers.
+    """
+    a = _corpus_member(cells, n_cells, np.random.default_rng(seed))
+    return [a], ([a] if _integer_valued(a) else [])
+
+
 def default_priors(cards: Sequence[str], n_cells: int | None, seed: int, text_encoder: str,
-                   say: Say = log.info, counts: Sequence[ad.AnnData] | None = None) -> GenePriors:
+                   say: Say = log.info, counts: Sequence[ad.AnnData] | None = None, *,
+                   corpus_key: Mapping[str, Any] | None = None,
+                   files: Mapping[str, Path | None] | None = None) -> GenePriors:
     """Build (or load from the cache) the priors bundle of a default corpus.
 
     Text vectors are computed for every vocabulary gene that has an NCBI description (not
     only the corpus's genes), so zero-shot suites find a text feature for nearly every gene
     they ask about. ``counts`` is the count-based part of ``load_corpus(cards, n_cells,
-    seed)`` when the caller has loaded it already.
+    seed)`` when the caller has loaded it already. ``corpus_key`` identifies a corpus that is
+    not ``cards`` (the reference-cells fallback) and ``files`` the prior files
+    (:func:`prior_files`; ``None`` entries are left out, and the key says so).
     """
-    from baselines.gene_ids import resource_path
-
-    files = {k: resource_path(card, f) for k, (card, f) in PRIOR_CARDS.items()}
+    if files is None:
+        files, _ = prior_files()
     key = _hash({"kind": "priors", "v": CACHE_VERSION,
-                 "files": {k: _card_sha(c) for k, (c, _) in PRIOR_CARDS.items()},
-                 "corpus": {c: _card_sha(c) for c in cards}, "n_cells": n_cells,
+                 "files": {k: _card_sha(c) if files.get(k) is not None else ["unavailable"]
+                           for k, (c, _) in PRIOR_CARDS.items()},
+                 "corpus": dict(corpus_key) if corpus_key is not None else
+                 {c: _card_sha(c) for c in cards}, "n_cells": n_cells,
                  "seed": seed, "text": text_encoder})
     root = cache_root()
     dest = root / f"priors-{key}"
@@ -172,11 +300,13 @@ def default_priors(cards: Sequence[str], n_cells: int | None, seed: int, text_en
         t0 = time.perf_counter()
         if counts is None:
             _, counts = load_corpus(cards, n_cells, seed)
-        vocab = json.loads(Path(files["vocab_path"]).read_text())
+        vocab = json.loads(Path(str(files["vocab_path"])).read_text())
         every_gene = [g for g in vocab if not (g.startswith("<") and g.endswith(">"))]
-        say(f"cgc: building priors (text vectors for {len(every_gene)} vocabulary genes, "
-            "co-expression on the corpus; cached)")
-        priors = GenePriors.build(corpus=counts, text_encoder=text_encoder_from(text_encoder),
+        text = text_encoder_from(text_encoder) if files.get("gene_info_path") is not None else None
+        say("cgc: building priors ("
+            + (f"text vectors for {len(every_gene)} vocabulary genes, " if text is not None else "")
+            + "co-expression on the corpus; cached)")
+        priors = GenePriors.build(corpus=counts, text_encoder=text,
                                   text_genes=every_gene, text_cache_dir=root / "text_cache",
                                   extend_vocab=False, coexpr_max_genes=3000, **files)
         priors.save(dest)  # atomic (temporary directory + rename)
@@ -194,7 +324,9 @@ def pretrain_settings(steps: int, batch_size: int, lr: float) -> TrainConfig:
 
 def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells: int | None = None,
                        text_encoder: str = "minilm", batch_size: int = 16, lr: float = 1e-3,
-                       exclude: Sequence[str] = (), say: Say = log.info) -> Path:
+                       exclude: Sequence[str] = (), say: Say = log.info,
+                       reference: ad.AnnData | None = None,
+                       reference_source: str = "cells the suite passed to fit") -> Path:
     """Return the cached default checkpoint for ``config``, pre-training it on first use.
 
     Parameters
@@ -215,42 +347,100 @@ def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells:
         Data sets left out of the corpus (the ones the run evaluates on).
     say
         Log function (progress lines).
+    reference, reference_source
+        The cells the suite gives the adapter to fit (annotation: the reference split) and
+        what they are, for the record: pre-trained on when no real corpus data set can be had.
 
     Returns
     -------
     pathlib.Path
         ``<cache>/<hash>/``, holding ``checkpoint/`` and ``pretrain.json`` (corpus, losses,
-        the per-gene-mean predictor's validation loss).
+        the per-gene-mean predictor's validation loss, left-out cards with their reasons).
+
+    Raises
+    ------
+    CgcbenchError
+        If no corpus can be had and ``reference`` is ``None``, or the vocabulary is missing.
 
     """
     import cgc
+    from benchmarks.errors import CgcbenchError
     from cgc.train.pretrain import pretrain
 
     if "text" in config.node_features and text_encoder == "none":
         config = config.replace(node_features=tuple(f for f in config.node_features if f != "text"))
     cards = corpus_cards(exclude)
-    if not cards:
+    if not cards and reference is None:
         raise InputError("cgc: the default pre-training corpus is empty after leaving out the "
                          f"evaluated data sets {list(exclude)}; pass cgc.checkpoint=PATH")
     train = pretrain_settings(steps, batch_size, lr)
-    payload = {"kind": "checkpoint", "v": CACHE_VERSION, "cgc": cgc.__version__,
-               "corpus": {c: _card_sha(c) for c in cards}, "config": config.to_dict(),
-               "train": train.to_dict(), "seed": seed, "n_cells": n_cells, "text": text_encoder}
-    key = _hash(payload)
+    payload: dict[str, Any] = {
+        "kind": "checkpoint", "v": CACHE_VERSION, "cgc": cgc.__version__,
+        "corpus": {c: _card_sha(c) for c in cards}, "config": config.to_dict(),
+        "train": train.to_dict(), "seed": seed, "n_cells": n_cells, "text": text_encoder}
     root = cache_root()
+    if cards:  # everything available: the key of the full corpus (unchanged), reused when cached
+        dest = root / _hash(payload)
+        if (dest / "checkpoint" / MANIFEST).is_file():
+            return dest
+    # To be built: find out which corpus sets and prior files can be had.
+    files, missing_priors = prior_files()
+    kept, missing_corpus = available_corpus(cards)
+    for card, why in missing_corpus.items():
+        _say_once(say, f"cgc: corpus data set {card} left out of the default pre-training ({why})")
+    for card, why in missing_priors.items():
+        _say_once(say, f"cgc: prior {card} unavailable, CGC runs without {PRIOR_ROLES.get(card, card)} "
+                  f"({why})")
+    notes: dict[str, Any] = {}
+    if missing_corpus:
+        notes["unavailable_corpus"] = missing_corpus
+    if missing_priors:
+        notes["unavailable_priors"] = missing_priors
+        payload["priors_unavailable"] = sorted(missing_priors)
+    if files["gene_info_path"] is None and "text" in config.node_features:
+        config = config.replace(node_features=tuple(f for f in config.node_features if f != "text"))
+        payload["config"] = config.to_dict()
+        notes["text_features"] = (f"dropped: {PRIOR_CARDS['gene_info_path'][0]} (the gene descriptions) "
+                                  f"is unavailable ({missing_priors.get('gene_info_hs', '')})")
+        _say_once(say, f"cgc: text node feature {notes['text_features']}")
+    fallback = not real_cards(kept)
+    if fallback:
+        if reference is None:
+            why = "; ".join(f"{c}: {r}" for c, r in missing_corpus.items()) or "none is listed"
+            raise CgcbenchError(
+                f"cgc: no pre-training corpus data set can be had ({why}) and this task gives CGC no "
+                "training cells to pre-train on instead; set CGCBENCH_MIRRORS to a directory holding "
+                f"one, run `cgcbench datasets fetch {' '.join(real_cards(cards)) or 'pbmc3k_raw'}` with "
+                "internet access, or pass cgc.checkpoint=PATH")
+        digest = cells_digest(reference)
+        payload["corpus"] = {"reference_cells": digest}
+        notes["corpus"] = (f"reference cells only ({reference.n_obs} {reference_source}, "
+                           f"{reference.n_vars} genes, sha256 {digest[:16]}; no real corpus data set "
+                           "could be had)")
+        _say_once(say, f"cgc: pre-training on {notes['corpus']}")
+        kept = ()
+    elif missing_corpus:
+        payload["corpus"] = {c: _card_sha(c) for c in kept}
+    key = _hash(payload)
     dest = root / key
     if (dest / "checkpoint" / MANIFEST).is_file():
         return dest
     with file_lock(root / f"{key}.lock"):
         if (dest / "checkpoint" / MANIFEST).is_file():
             return dest
-        adatas, counts = load_corpus(cards, n_cells, seed)
-        priors = default_priors(cards, n_cells, seed, text_encoder, say, counts=counts)
+        if fallback:
+            assert reference is not None
+            adatas, counts = reference_corpus(reference, n_cells, seed)
+        else:
+            adatas, counts = load_corpus(kept, n_cells, seed)
+        priors = default_priors(kept, n_cells, seed, text_encoder, say, counts=counts,
+                                corpus_key=payload["corpus"] if fallback else None, files=files)
+        corpus_text = notes.get("corpus") or ", ".join(kept)
         tmp = root / f".{key}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            say(f"cgc: pre-training the default checkpoint on {', '.join(cards)} "
+            say(f"cgc: pre-training the default checkpoint on {corpus_text} "
                 f"({sum(a.n_obs for a in adatas)} cells, {steps} steps; cached for later runs)")
             t0 = time.perf_counter()
             res = pretrain(adatas, tmp / "run", RunConfig(config, train), seed=seed, priors=priors,
@@ -267,7 +457,8 @@ def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells:
             losses = [h["loss"] for h in res.history]
             info = {
                 **payload,
-                "corpus_cards": list(cards),
+                **notes,
+                "corpus_cards": list(kept),
                 "n_train_cells": manifest.get("n_train"),
                 "n_val_cells": manifest.get("n_val"),
                 "steps": res.step,

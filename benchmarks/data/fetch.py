@@ -361,7 +361,9 @@ def resolve_file(
         if bundled is not None and _matches(bundled, spec):
             return bundled
     if not allow_download or not spec.urls:
-        where = ", ".join(str(m) for m in mirror_dirs()) or "(CGCBENCH_MIRRORS unset)"
+        where = ", ".join(str(m) for m in mirror_dirs()) or (
+            "none: CGCBENCH_MIRRORS is empty" if os.environ.get("CGCBENCH_MIRRORS") is not None
+            else "none: CGCBENCH_MIRRORS is unset and there is no ../shared/data")
         raise CgcbenchError(
             f"dataset {card.name}: file {spec.name} is not in the cache ({cached.parent}) or the "
             f"mirrors ({where})"
