@@ -401,8 +401,8 @@ def default_checkpoint(config: CGCConfig, *, steps: int, seed: int = 0, n_cells:
         config = config.replace(node_features=tuple(f for f in config.node_features if f != "text"))
         payload["config"] = config.to_dict()
         notes["text_features"] = (f"dropped: {PRIOR_CARDS['gene_info_path'][0]} (the gene descriptions) "
-                                  f"is unavailable ({missing_priors.get('gene_info_hs', '')})")
-        _say_once(say, f"cgc: text node feature {notes['text_features']}")
+                                  "is unavailable (reason under unavailable_priors)")
+        _say_once(say, "cgc: the text node feature is dropped (no gene descriptions without gene_info_hs)")
     fallback = not real_cards(kept)
     if fallback:
         if reference is None:
