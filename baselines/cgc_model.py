@@ -416,8 +416,13 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             self._eval_datasets = (*self._eval_datasets, name)
 
     def _say(self, msg: str) -> None:
+        from cgc.progress import is_hosted, note
+
+        if is_hosted():  # cgcbench run: shown with the cell's progress (nothing under --quiet)
+            note(msg)
+            return
         log.info(msg)
-        if os.environ.get("CGCBENCH_QUIET"):  # cgcbench run --quiet
+        if os.environ.get("CGCBENCH_QUIET"):  # an isolated cell of cgcbench run --quiet
             return
         from rich.console import Console
 

@@ -68,6 +68,7 @@ from benchmarks.interface import (
     TaskKind,
 )
 from benchmarks.weights_io import load_state_dict, safetensors_names
+from cgc.progress import task as progress_task
 
 log = logging.getLogger(__name__)
 
@@ -637,26 +638,31 @@ class GeneformerAdapter(
         sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), max(1, steps))
         gen = torch.Generator().manual_seed(self.seed)
         loss_val = float("nan")
-        for _ in range(self.pretrain_epochs):
-            order = rng.permutation(len(seqs))
-            for start in range(0, len(seqs), self.batch_size):
-                batch = [seqs[i] for i in order[start : start + self.batch_size]]
-                ids, attn = _pad(batch, self.vocab().pad_id)
-                inputs, labels = self._mask(ids, attn, gen)
-                if not (labels != -100).any():
-                    continue
-                # BertForMaskedLM's own head, evaluated on the masked positions only (the
-                # loss is the same as model(..., labels=labels).loss, at a fraction of the cost)
-                hidden = model.bert(input_ids=inputs, attention_mask=attn).last_hidden_state
-                chosen = labels != -100
-                logits = model.cls(hidden[chosen])
-                loss = torch.nn.functional.cross_entropy(logits, labels[chosen])
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                loss_val = float(loss.detach())
+        shown_step = 0
+        with progress_task("Geneformer pre-training (MLM)",
+                           steps) as shown:
+            for _ in range(self.pretrain_epochs):
+                order = rng.permutation(len(seqs))
+                for start in range(0, len(seqs), self.batch_size):
+                    batch = [seqs[i] for i in order[start : start + self.batch_size]]
+                    ids, attn = _pad(batch, self.vocab().pad_id)
+                    inputs, labels = self._mask(ids, attn, gen)
+                    if not (labels != -100).any():
+                        continue
+                    # BertForMaskedLM's own head, evaluated on the masked positions only (the
+                    # loss is the same as model(..., labels=labels).loss, at a fraction of the cost)
+                    hidden = model.bert(input_ids=inputs, attention_mask=attn).last_hidden_state
+                    chosen = labels != -100
+                    logits = model.cls(hidden[chosen])
+                    loss = torch.nn.functional.cross_entropy(logits, labels[chosen])
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    sched.step()
+                    loss_val = float(loss.detach())
+                    shown_step += 1
+                    shown.update(shown_step, f"loss {loss_val:.4f}")
         self.params["final_mlm_loss"] = loss_val
         self.params["pretrain_cells"] = len(seqs)
         return model.eval()
@@ -739,19 +745,24 @@ class GeneformerAdapter(
         sched = get_linear_schedule_with_warmup(opt, max(1, steps // 10), max(1, steps))
         rng = np.random.default_rng(self.seed)
         clf.train()
-        for _ in range(self.finetune_epochs):
-            order = rng.permutation(keep)
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                ids, attn = _pad([seqs[i] for i in idx], self.vocab().pad_id)
-                loss = clf(
-                    input_ids=ids, attention_mask=attn, labels=torch.as_tensor(y[idx], dtype=torch.long)
-                ).loss
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
-                opt.step()
-                sched.step()
+        shown_step = 0
+        with progress_task("Geneformer fine-tuning (classifier)",
+                           steps) as shown:
+            for _ in range(self.finetune_epochs):
+                order = rng.permutation(keep)
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start : start + self.batch_size]
+                    ids, attn = _pad([seqs[i] for i in idx], self.vocab().pad_id)
+                    loss = clf(
+                        input_ids=ids, attention_mask=attn, labels=torch.as_tensor(y[idx], dtype=torch.long)
+                    ).loss
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
+                    opt.step()
+                    sched.step()
+                    shown_step += 1
+                    shown.update(shown_step, f"loss {float(loss.detach()):.4f}")
         self.classifier_ = clf.eval()
 
     def predict_labels(self, query: ad.AnnData) -> np.ndarray:

@@ -65,6 +65,7 @@ from benchmarks.interface import (
     TaskKind,
 )
 from benchmarks.weights_io import load_state_dict
+from cgc.progress import task as progress_task
 
 
 def release_name(directory: Path) -> str:
@@ -429,23 +430,28 @@ class ScGPTAdapter(
         mask_value, pad_id = self.args_.get("mask_value", -1), self.vocab()[PAD]
         loss_val = float("nan")
         model.train()
-        for _ in range(epochs):
-            order = rng.permutation(len(items))
-            for s in range(0, len(items), self.batch_size):
-                batch = self._collate([items[i] for i in order[s : s + self.batch_size]], True)
-                genes, target, inputs = batch["gene"], batch["expr"], batch["masked_expr"]
-                masked = inputs.eq(mask_value)
-                if not masked.any():
-                    continue
-                out = model(genes, inputs, src_key_padding_mask=genes.eq(pad_id), MVC=True)
-                loss = scgpt.loss.masked_mse_loss(out["mlm_output"], target, masked)
-                loss = loss + scgpt.loss.masked_mse_loss(out["mvc_output"], target, masked)
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                loss_val = float(loss.detach())
-            sched.step()
+        shown_step = 0
+        with progress_task("scGPT training (GEP + GEPC)",
+                           epochs * -(-len(items) // self.batch_size)) as shown:
+            for _ in range(epochs):
+                order = rng.permutation(len(items))
+                for s in range(0, len(items), self.batch_size):
+                    batch = self._collate([items[i] for i in order[s : s + self.batch_size]], True)
+                    genes, target, inputs = batch["gene"], batch["expr"], batch["masked_expr"]
+                    masked = inputs.eq(mask_value)
+                    if not masked.any():
+                        continue
+                    out = model(genes, inputs, src_key_padding_mask=genes.eq(pad_id), MVC=True)
+                    loss = scgpt.loss.masked_mse_loss(out["mlm_output"], target, masked)
+                    loss = loss + scgpt.loss.masked_mse_loss(out["mvc_output"], target, masked)
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    loss_val = float(loss.detach())
+                    shown_step += 1
+                    shown.update(shown_step, f"loss {loss_val:.4f}")
+                sched.step()
         self.params["final_gep_loss"] = loss_val
         return model.eval()
 
@@ -533,20 +539,25 @@ class ScGPTAdapter(
         rng = np.random.default_rng(self.seed)
         pad_id = self.vocab()[PAD]
         clf.train()
-        for _ in range(epochs):
-            order = rng.permutation(len(items))
-            for s in range(0, len(items), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                batch = self._collate([items[i] for i in idx], False)
-                genes = batch["gene"]
-                out = clf(genes, batch["expr"], src_key_padding_mask=genes.eq(pad_id), CLS=True)
-                loss = torch.nn.functional.cross_entropy(
-                    out["cls_output"], torch.as_tensor(y[idx], dtype=torch.long)
-                )
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
-                opt.step()
+        shown_step = 0
+        with progress_task("scGPT fine-tuning (classifier)",
+                           epochs * -(-len(items) // self.batch_size)) as shown:
+            for _ in range(epochs):
+                order = rng.permutation(len(items))
+                for s in range(0, len(items), self.batch_size):
+                    idx = order[s : s + self.batch_size]
+                    batch = self._collate([items[i] for i in idx], False)
+                    genes = batch["gene"]
+                    out = clf(genes, batch["expr"], src_key_padding_mask=genes.eq(pad_id), CLS=True)
+                    loss = torch.nn.functional.cross_entropy(
+                        out["cls_output"], torch.as_tensor(y[idx], dtype=torch.long)
+                    )
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
+                    opt.step()
+                    shown_step += 1
+                    shown.update(shown_step, f"loss {float(loss.detach()):.4f}")
         self.classifier_ = clf.eval()
 
     def predict_labels(self, query: ad.AnnData) -> np.ndarray:
@@ -624,22 +635,28 @@ class ScGPTAdapter(
         rng = np.random.default_rng(self.seed)
         n_genes = X_out.shape[1]
         gen.train()
-        for _ in range(self.perturb_epochs):
-            order = rng.permutation(len(X_in))
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                src, values, flags, pad = self._pert_inputs(X_in[idx], [perts[i] for i in idx])
-                out = gen(
-                    src, values, flags, src_key_padding_mask=pad, CLS=False, CCE=False, MVC=False, ECS=False
-                )
-                pred = out["mlm_output"][:, :n_genes]
-                target = torch.as_tensor(X_out[idx])
-                loss = scgpt.loss.masked_mse_loss(pred, target, ~pad[:, :n_genes])
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
-                opt.step()
-            sched.step()
+        shown_step = 0
+        with progress_task("scGPT fine-tuning (perturbation)",
+                           self.perturb_epochs * -(-len(X_in) // self.batch_size)) as shown:
+            for _ in range(self.perturb_epochs):
+                order = rng.permutation(len(X_in))
+                for s in range(0, len(order), self.batch_size):
+                    idx = order[s : s + self.batch_size]
+                    src, values, flags, pad = self._pert_inputs(X_in[idx], [perts[i] for i in idx])
+                    out = gen(
+                        src, values, flags, src_key_padding_mask=pad, CLS=False, CCE=False, MVC=False,
+                        ECS=False,
+                    )
+                    pred = out["mlm_output"][:, :n_genes]
+                    target = torch.as_tensor(X_out[idx])
+                    loss = scgpt.loss.masked_mse_loss(pred, target, ~pad[:, :n_genes])
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+                    opt.step()
+                    shown_step += 1
+                    shown.update(shown_step, f"loss {float(loss.detach()):.4f}")
+                sched.step()
         return gen.eval()
 
     def _predict_generator(self, X_in: np.ndarray, perts: list[list[str]]) -> np.ndarray:

@@ -535,8 +535,13 @@ def run(
             if plain:
                 say(f"{n} cell(s) to run")
 
+        from benchmarks.progress_display import NestedBars, PlainLines, Silent
+        from cgc.progress import reporting_to
+
+        sink = Silent() if quiet else PlainLines(say) if plain else NestedBars(progress)
         runner = MatrixRunner(request, on_progress, on_notice)
-        records = runner.run(on_total)
+        with reporting_to(sink):  # pre-training, fine-tuning, text vectors … inside each cell
+            records = runner.run(on_total)
     table = _results_table(records, suite_class(suite).headline_metrics, suite, console.width)
     console.print(table)
     store = (

@@ -42,6 +42,7 @@ import scipy.sparse as sp
 from benchmarks.errors import InputError
 from benchmarks.simulate.engine import fit_half_response, simulate_clean, technical_noise
 from benchmarks.simulate.grn import GroundTruthGRN, build_grn
+from cgc.progress import task as progress_task
 
 DESIGNS = ("batches", "perturb", "bulk_ko")
 
@@ -150,11 +151,17 @@ def _run_all(jobs: Sequence[_Job], n_jobs: int, cells_per_trajectory: int) -> li
     """Run every job (split into trajectories, in ``n_jobs`` processes); per job, one array per type."""
     pieces = [_chunks(j, cells_per_trajectory) for j in jobs]
     flat = [c for p in pieces for c in p]
-    if n_jobs <= 1 or len(flat) <= 1:
-        results = [_run_job(j) for j in flat]
-    else:
-        with ProcessPoolExecutor(max_workers=n_jobs) as pool:
-            results = list(pool.map(_run_job, flat))
+    results: list[list[np.ndarray]] = []
+    with progress_task("SERGIO simulation (trajectories)", len(flat)) as shown:
+        if n_jobs <= 1 or len(flat) <= 1:
+            for j in flat:
+                results.append(_run_job(j))
+                shown.update(len(results))
+        else:
+            with ProcessPoolExecutor(max_workers=n_jobs) as pool:
+                for r in pool.map(_run_job, flat):  # in order
+                    results.append(r)
+                    shown.update(len(results))
     out, i = [], 0
     for p in pieces:
         parts = results[i : i + len(p)]

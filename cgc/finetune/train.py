@@ -23,6 +23,8 @@ from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecod
 from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
+from cgc.progress import ProgressTask
+from cgc.progress import task as progress_task
 
 
 @dataclass
@@ -137,7 +139,8 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
              modules: Sequence[nn.Module] = (),
              head_params: Iterable[nn.Parameter] = (),
              validate: Callable[[], float] | None = None,
-             items: np.ndarray | None = None) -> TrainLog:
+             items: np.ndarray | None = None,
+             description: str = "fine-tuning") -> TrainLog:
     """Generic loop: shuffled epochs, micro-batches, accumulation, Adam, warm-up + decay.
 
     Parameters
@@ -162,6 +165,9 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
         in eval mode during the call); drives early stopping (``settings.patience``).
     items
         Positions to train on (default ``range(n_items)``), e.g. without a validation slice.
+    description
+        Name of the loop in progress reports (:mod:`cgc.progress`): optimiser steps, epoch,
+        training and validation loss; early stopping and the step cap as milestones.
 
     """
     params = [p for p in params if p.requires_grad]
@@ -185,9 +191,25 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
         m.train()
     if len(pool) == 0:
         return log
+    with progress_task(description, total) as shown:
+        best = _epochs(opt, sched, trainable, pool, epochs, settings, rng, step, modules, validate,
+                       log, shown)
+    if best is not None:
+        for m, st in zip(modules, best[1], strict=True):
+            m.load_state_dict(st)
+    return log
+
+
+def _epochs(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
+            trainable: list[nn.Parameter], pool: np.ndarray, epochs: int, settings: TrainSettings,
+            rng: np.random.Generator, step: Callable[[np.ndarray, np.random.Generator], Tensor],
+            modules: Sequence[nn.Module], validate: Callable[[], float] | None, log: TrainLog,
+            shown: ProgressTask) -> tuple[float, list[dict[str, Tensor]]] | None:
+    """The epochs of :func:`run_loop`; return the best validation loss and weights."""
     best: tuple[float, list[dict[str, Tensor]]] | None = None
     since_best = 0
     micro, acc = 0, 0.0
+    status = ""
     for epoch in range(epochs):
         order = pool[rng.permutation(len(pool))]
         for s in range(0, len(order), settings.batch_size):
@@ -204,8 +226,11 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
             opt.zero_grad(set_to_none=True)
             log.losses.append(acc / settings.grad_accum)
             acc = 0.0
+            shown.update(log.steps, f"epoch {epoch + 1}/{epochs} · loss {log.losses[-1]:.4f}{status}")
             if settings.max_steps is not None and log.steps >= settings.max_steps:
                 log.hit_max_steps = True
+                shown.milestone(f"stopped at the step cap max_steps={settings.max_steps} "
+                                f"in epoch {epoch + 1}/{epochs}")
                 break
         log.epochs_run = epoch + 1
         if validate is not None:
@@ -216,6 +241,7 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
             for m in modules:
                 m.train()
             log.val_losses.append(v)
+            status = f" · validation {v:.4f}"
             if best is None or v < best[0]:
                 best = (v, [copy.deepcopy(m.state_dict()) for m in modules])
                 log.best_epoch, since_best = epoch + 1, 0
@@ -223,13 +249,12 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
                 since_best += 1
             if settings.patience is not None and since_best >= settings.patience:
                 log.stopped_early = True
+                shown.milestone(f"stopped early after epoch {epoch + 1}/{epochs} (best epoch "
+                                f"{log.best_epoch}, validation loss {best[0]:.4f})")
                 break
         if log.hit_max_steps:
             break
-    if best is not None:
-        for m, st in zip(modules, best[1], strict=True):
-            m.load_state_dict(st)
-    return log
+    return best
 
 
 def _encoder_params(model: CGCModel, settings: TrainSettings) -> list[nn.Parameter]:
@@ -337,7 +362,8 @@ def finetune_masked(model: CGCModel, cells: CellMatrix, batch_labels: np.ndarray
     mods: list[nn.Module] = [model, *extra]
     log = run_loop(params, cells.n_cells, settings, seed, step, mods,
                    head_params=[p for m in extra for p in m.parameters()],
-                   validate=validate if len(val_items) else None, items=train_items)
+                   validate=validate if len(val_items) else None, items=train_items,
+                   description="fine-tuning (masked expression)")
     model.eval()
     return log
 
@@ -383,7 +409,7 @@ def train_classifier(model: CGCModel, head: CellClassifierHead, graphs: Sequence
 
     log = run_loop(_encoder_params(model, settings), len(graphs), settings, seed, step, [model, head],
                    head_params=head.parameters(), validate=validate if len(val_items) else None,
-                   items=train_items)
+                   items=train_items, description="fine-tuning (cell-type classifier)")
     model.eval()
     head.eval()
     return log
@@ -543,7 +569,7 @@ def train_decoder(model: CGCModel, decoder: GeneDecoder, n_items: int,
 
     log = run_loop(_encoder_params(model, settings), n_items, settings, seed, step, [model, decoder],
                    head_params=decoder.parameters(), validate=validate if len(val_items) else None,
-                   items=train_items)
+                   items=train_items, description="fine-tuning (expression decoder)")
     model.eval()
     decoder.eval()
     return log

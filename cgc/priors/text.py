@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from cgc.errors import InputFileError
+from cgc.progress import task as progress_task
 
 
 @runtime_checkable
@@ -58,8 +59,15 @@ class SentenceTransformerEncoder:
         if not p.is_dir():
             raise InputFileError(f"text model directory {p} not found; pass a local model path")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
-        self._model = SentenceTransformer(str(p), device=device, local_files_only=True)
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar is not a user's business
+        try:
+            self._model = SentenceTransformer(str(p), device=device, local_files_only=True)
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         self.name = name or p.name
         dim = self._model.get_sentence_embedding_dimension()
         self.dim = int(dim) if dim is not None else 0
@@ -191,12 +199,17 @@ class TextEmbeddingCache:
     Parameters
     ----------
     directory
-        Cache folder; one ``.npz`` file is written per call that computed new embeddings.
+        Cache folder; one ``.npz`` file is written per chunk of newly computed embeddings, so
+        an interrupted build resumes where it stopped.
+    chunk_size
+        Texts encoded (and stored) at a time; progress is reported per chunk
+        (:mod:`cgc.progress`).
 
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, chunk_size: int = 512) -> None:
         self.directory = Path(directory)
+        self.chunk_size = chunk_size
 
     def _model_dir(self, model: str) -> Path:
         return self.directory / hashlib.sha256(model.encode()).hexdigest()[:16]
@@ -212,13 +225,17 @@ class TextEmbeddingCache:
                     known.update(zip(z["keys"].tolist(), z["vecs"], strict=True))
         todo = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in known}.items())
         if todo:
-            vecs = encoder.encode([t for _, t in todo])
             mdir.mkdir(parents=True, exist_ok=True)
-            new_keys = np.array([k for k, _ in todo])
-            name = hashlib.sha256("".join(new_keys.tolist()).encode()).hexdigest()[:16]
-            tmp = mdir / f".{name}.tmp.npz"
-            np.savez(tmp, keys=new_keys, vecs=vecs)
-            os.replace(tmp, mdir / f"{name}.npz")
-            known.update(zip(new_keys.tolist(), vecs, strict=True))
+            with progress_task(f"text vectors ({encoder.name})", len(todo)) as shown:
+                for start in range(0, len(todo), self.chunk_size):
+                    chunk = todo[start : start + self.chunk_size]
+                    vecs = encoder.encode([t for _, t in chunk])
+                    new_keys = np.array([k for k, _ in chunk])
+                    name = hashlib.sha256("".join(new_keys.tolist()).encode()).hexdigest()[:16]
+                    tmp = mdir / f".{name}.tmp.npz"
+                    np.savez(tmp, keys=new_keys, vecs=vecs)
+                    os.replace(tmp, mdir / f"{name}.npz")  # an interrupted build keeps its chunks
+                    known.update(zip(new_keys.tolist(), vecs, strict=True))
+                    shown.update(start + len(chunk))
         dim = encoder.dim if not known else len(next(iter(known.values())))
         return np.stack([known[k] for k in keys]) if keys else np.zeros((0, dim), np.float32)

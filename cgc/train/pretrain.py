@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import math
 import os
 import signal
@@ -36,6 +37,7 @@ from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
 from cgc.priors.bundle import GenePriors
 from cgc.priors.sources import PriorSources
+from cgc.progress import task as progress_task
 from cgc.train import ddp
 from cgc.train.checkpoint import (
     load_checkpoint,
@@ -55,6 +57,8 @@ from cgc.train.data import EvalSet, GraphCollator, InputView, PretrainStream
 from cgc.train.memory import check_fits
 from cgc.train.optim import RowSparseAdam, clip_grad_norm, use_sparse_gene_table
 from cgc.train.schedule import make_scheduler
+
+_log = logging.getLogger(__name__)
 
 KILL_ENV = "CGC_TEST_KILL_AT_STEP"  # test hook: SIGKILL this process after that step
 CorpusArg = str | Path | ad.AnnData | Sequence[str | Path | ad.AnnData]
@@ -419,7 +423,11 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
     acc_loss = acc_cells = 0.0
     t0 = time.perf_counter()
     it: Iterator[Batch] = iter(train_loader)
-    with _progress(show, total, step) as bar:
+    host_task = (contextlib.nullcontext(None) if show or not info.is_main
+                 else progress_task("pre-training", total))
+    with _progress(show, total, step) as bar, host_task as host:
+        if host is not None:
+            host.update(step)
         while step < total:
             batch = next(it).to(info.device)
             micro += 1
@@ -456,16 +464,18 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
             if bar is not None:
                 bar.update(bar.task_ids[0], completed=step, cps=entry["cells_per_s"],
                            loss=entry["loss"])
+            elif host is not None:
+                host.update(step, f"loss {entry['loss']:.4f} · {entry['cells_per_s']:.0f} cells/s")
             if len(val_set) and (step % tcfg.eval_every == 0 or step == total):
                 entry["val_loss"] = evaluate(model, val_loader, info.device, info, autocast)
                 if baseline is not None:
                     entry["mean_predictor_val_loss"] = baseline
                     if not show:
-                        say(f"step {step}: validation loss {entry['val_loss']:.4f} "
+                        say(f"step {step}/{total}: validation loss {entry['val_loss']:.4f} "
                             f"(per-gene-mean predictor {baseline:.4f})")
             record(entry)
             if step % tcfg.log_every == 0 and not show:
-                say(json.dumps(entry))
+                _log.debug(json.dumps(entry))  # every entry is in metrics.jsonl
             if step % tcfg.checkpoint_every == 0 or step == total:
                 last_ckpt = checkpoint()
             t0 = time.perf_counter()  # exclude evaluation/checkpoint time from cells/s

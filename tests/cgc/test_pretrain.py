@@ -198,3 +198,44 @@ def test_pretraining_on_real_cells_beats_the_per_gene_mean_predictor(tmp_path: P
                    progress=False, log=None)
     control = res.mean_predictor_val_loss
     assert res.val_losses[-1] < 0.9 * control, (res.val_losses, control)
+
+
+class _Recorder:
+    """A progress sink that keeps every call (cgc.progress protocol)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+        self.current = ""
+
+    def open(self, description: str, total: int | None) -> _Recorder:
+        self.events.append(("open", description, str(total)))
+        self.current = description
+        return self
+
+    def update(self, completed: int, status: str = "") -> None:
+        self.events.append(("update", self.current, str(completed)))
+
+    def milestone(self, text: str) -> None:
+        self.events.append(("milestone", self.current, text))
+
+    def close(self) -> None:
+        self.events.append(("close", self.current))
+
+    def note(self, text: str) -> None:
+        self.events.append(("note", text))
+
+
+def test_pretraining_reports_steps_and_validation_not_per_step_json(corpus_dir: Path, tmp_path: Path) -> None:
+    from cgc.progress import reporting_to
+
+    said: list[str] = []
+    rec = _Recorder()
+    with reporting_to(rec):
+        pretrain(corpus_dir, tmp_path / "run", tiny_run(checkpoint_every=20, eval_every=10,
+                                                        log_every=1), steps=20,
+                 seed=0, progress=False, log=said.append)
+    assert rec.events[0] == ("open", "pre-training", "20")
+    assert [int(e[2]) for e in rec.events if e[0] == "update"] == list(range(0, 21))
+    assert not [s for s in said if s.lstrip().startswith("{")], said  # no JSON flood
+    assert [s.split(":")[0] for s in said if s.startswith("step ")] == ["step 10/20", "step 20/20"]
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 20
