@@ -414,6 +414,11 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="no progress, no per-cell lines: table and errors")
     ] = False,
+    no_plots: Annotated[
+        bool,
+        typer.Option("--no-plots", help="write no plot artifacts (and skip UMAP and other work done only "
+                     "for a picture); metrics are unchanged"),
+    ] = False,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="log more: -v info, -vv debug")
     ] = 0,
@@ -481,6 +486,8 @@ def run(
         level = logging.INFO if verbose == 1 else logging.DEBUG
         for name in ("", "benchmarks", "baselines", "cgc"):
             logging.getLogger(name).setLevel(level)
+    if no_plots:  # benchmarks.plots.NO_PLOTS_ENV, read by the suites (also in isolated cells, Dask workers)
+        os.environ["CGCBENCH_NO_PLOTS"] = "1"
     if quiet:
         os.environ["CGCBENCH_QUIET"] = "1"  # adapters' own milestone lines too (also in isolated cells)
     plain = quiet or not err_console.is_terminal  # a log file gets lines, not a redrawn bar

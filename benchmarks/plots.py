@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+NO_PLOTS_ENV = "CGCBENCH_NO_PLOTS"
+"""Set (to anything non-empty) by ``cgcbench run --no-plots``: suites write no plot artifacts and
+skip the work done only for a picture (UMAP coordinates, the query embedding of annotation)."""
+
+
+def plots_enabled() -> bool:
+    """Whether suites draw their plots (``False`` under ``--no-plots`` / ``CGCBENCH_NO_PLOTS``)."""
+    return not os.environ.get(NO_PLOTS_ENV)
 
 
 def confusion_matrix_plot(table: pd.DataFrame, path: Path, title: str, normalize: bool = True) -> Path:

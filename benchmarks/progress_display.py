@@ -108,7 +108,7 @@ class _Lines:
         self.next_quarter = 1
         self.completed = 0
         self.status = ""
-        say(f"  {description}: started" + (f" ({total} steps)" if total else ""))
+        say(f"  {description}: started" + (f" (total {total})" if total else ""))
 
     def update(self, completed: int, status: str = "") -> None:
         """Print a line when a quarter of the total is passed."""
@@ -116,7 +116,7 @@ class _Lines:
         if not self.total:
             return
         while self.next_quarter <= 4 and completed * 4 >= self.next_quarter * self.total:
-            if self.next_quarter < 4:  # the last quarter is the end line
+            if completed < self.total:  # the end is the close() line
                 self.say(f"  {self.description}: {completed}/{self.total}"
                          + (f" · {status}" if status else "")
                          + f" · {time.monotonic() - self.t0:.0f} s")

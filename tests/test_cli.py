@@ -182,3 +182,20 @@ def test_usage_errors_exit_2_with_a_message_not_a_traceback(tmp_path, args, mess
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_no_plots_writes_no_plot_and_leaves_the_metrics_unchanged(tmp_path):
+    """``--no-plots`` skips every picture (and the UMAP work behind it), nothing else."""
+    runs = {}
+    for flag in ("--no-plots", None):
+        results = tmp_path / (flag or "plots").strip("-")
+        args = ["run", "annotation", "--models", "pca-logreg", "--datasets", "pbmc68k_reduced",
+                "--quick", "--offline", "--results-dir", str(results)]
+        proc = cgcbench(*args, *([flag] if flag else []), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        (rec,) = [r for r in _records(results) if r["model"]["name"] == "pca-logreg"]
+        runs[flag] = (rec, sorted(p.name for p in results.rglob("*.png")))
+    (bare, bare_pngs), (full, full_pngs) = runs["--no-plots"], runs[None]
+    assert bare_pngs == [] and {"confusion_matrix.png", "umap_query.png"} <= set(full_pngs)
+    assert not [a for a in bare["artifacts"] if str(a).endswith(".png")] and bare["artifacts"]
+    assert bare["metrics"] == full["metrics"]

@@ -90,7 +90,7 @@ def test_plain_lines_print_start_quarters_and_end_not_every_step() -> None:
     with reporting_to(PlainLines(lines.append)):
         _regression_loop(TrainSettings(epochs=8, batch_size=16, grad_accum=1, lr=1e-2, patience=None))
         note("a note of the host")
-    assert lines[0] == "  fine-tuning: started (24 steps)"
+    assert lines[0] == "  fine-tuning: started (total 24)"
     assert [ln.split(":")[1].split("·")[0].strip() for ln in lines[1:4]] == ["6/24", "12/24", "18/24"]
     assert lines[4].startswith("  fine-tuning: ended at 24/24 · epoch 8/8 · loss ")
     assert lines[5] == "a note of the host" and len(lines) == 6
@@ -150,7 +150,7 @@ def test_cli_log_file_shows_the_cgc_cell_inside(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
-    for line in ("cell 1/1 start", "  pre-training: started (30 steps)", "  pre-training: ended at 30/30",
+    for line in ("cell 1/1 start", "  pre-training: started (total 30)", "  pre-training: ended at 30/30",
                  "  fine-tuning (cell-type classifier): started"):
         assert line in err, err[-3000:]
     assert '{"step"' not in err and "Loading weights" not in err

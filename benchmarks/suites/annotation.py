@@ -50,7 +50,7 @@ from benchmarks.interface import (
     TaskData,
     TaskKind,
 )
-from benchmarks.plots import confusion_matrix_plot, metrics_line, umap_coordinates, umap_plot
+from benchmarks.plots import confusion_matrix_plot, metrics_line, plots_enabled, umap_coordinates, umap_plot
 
 
 def stratified_split(labels: pd.Series, query_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +173,7 @@ class AnnotationSuite(Suite):
             pred,
             set(reference.obs[label_key].astype(str)),
         )
+        draw = plots_enabled()
         artifacts = [
             Artifact(
                 confusion_matrix_plot(
@@ -183,7 +184,7 @@ class AnnotationSuite(Suite):
                 "plot",
                 "confusion matrix of query predictions (rows: true labels)",
             )
-        ]
+        ] if draw else []
         pred_path = workdir / "predictions.csv"
         pd.DataFrame(
             {
@@ -194,7 +195,7 @@ class AnnotationSuite(Suite):
         ).to_csv(pred_path, index=False)
         artifacts.append(Artifact(pred_path, "table", "per-cell predictions"))
         caps: Capabilities = adapter.capabilities
-        if caps.supports(TaskKind.CELL_EMBEDDING) and query.n_obs >= 10:
+        if draw and caps.supports(TaskKind.CELL_EMBEDDING) and query.n_obs >= 10:
             emb = np.asarray(adapter.embed_cells(query))  # type: ignore[attr-defined]
             coords = umap_coordinates(emb, seed)
             artifacts.append(

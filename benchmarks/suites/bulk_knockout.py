@@ -63,7 +63,7 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from benchmarks.errors import InputError
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
-from benchmarks.plots import confusion_matrix_plot
+from benchmarks.plots import confusion_matrix_plot, plots_enabled
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ class BulkKnockoutSuite(Suite):
         workdir.mkdir(parents=True, exist_ok=True)
         label = f"{adapter.info().label} on {task.dataset['name']} (seed {seed})"
         artifacts = []
-        for name in ("3class", "5class"):
+        for name in ("3class", "5class") if plots_enabled() else ():
             path = confusion_matrix_plot(
                 tables[f"confusion_{name}"], workdir / f"confusion_{name}.png", f"{label}, {name}"
             )

@@ -38,7 +38,7 @@ import scanpy as sc
 
 from benchmarks.errors import CgcbenchError, InputError
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
-from benchmarks.plots import metrics_line, umap_coordinates, umap_plot
+from benchmarks.plots import metrics_line, plots_enabled, umap_coordinates, umap_plot
 
 
 def integration_metrics(
@@ -157,17 +157,19 @@ class ClusteringSuite(Suite):
         labels = adata.obs[label_key].astype(str).to_numpy()
         batches = adata.obs[batch_key].astype(str).to_numpy()
         metrics = integration_metrics(emb, labels, batches, seed, int(self.options["n_neighbors"]))
-        coords = umap_coordinates(emb, seed)
-        plot = umap_plot(
-            coords,
-            {"batch": batches.tolist(), "cell type": labels.tolist()},
-            workdir / "umap.png",
-            adapter.info().label,
-            subtitle=f"{task.dataset['name']}, seed {seed}: "
-            + metrics_line(metrics, ("nmi", "ari", "asw_batch", "graph_connectivity", "overall")),
-        )
+        artifacts = []
+        if plots_enabled():
+            plot = umap_plot(
+                umap_coordinates(emb, seed),
+                {"batch": batches.tolist(), "cell type": labels.tolist()},
+                workdir / "umap.png",
+                adapter.info().label,
+                subtitle=f"{task.dataset['name']}, seed {seed}: "
+                + metrics_line(metrics, ("nmi", "ari", "asw_batch", "graph_connectivity", "overall")),
+            )
+            artifacts.append(Artifact(plot, "plot", "UMAP by batch and cell type"))
         return SuiteResult(
             metrics=metrics,
-            artifacts=[Artifact(plot, "plot", "UMAP by batch and cell type")],
+            artifacts=artifacts,
             params={"embedding_dim": int(emb.shape[1])},
         )

@@ -35,7 +35,7 @@ from benchmarks.data.fetch import resolve
 from benchmarks.errors import InputError
 from benchmarks.genes import embed_gene_list
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
-from benchmarks.plots import roc_curves_plot
+from benchmarks.plots import plots_enabled, roc_curves_plot
 
 LABEL_SETS = (
     "dosage_sensitivity_tfs",
@@ -137,14 +137,14 @@ class GeneClassificationSuite(Suite):
             "coverage": float(covered.mean()),
             "n_genes_used": float(covered.sum()),
         }
-        plot = roc_curves_plot(
+        artifacts = [Artifact(roc_curves_plot(
             curves,
             aucs,
             workdir / "roc_curves.png",
             f"{adapter.info().label}: {task.params['positive_class']} vs {task.params['negative_class']}",
-        )
+        ), "plot", "ROC curves of the CV folds")] if plots_enabled() else []
         return SuiteResult(
             metrics=metrics,
-            artifacts=[Artifact(plot, "plot", "ROC curves of the CV folds")],
+            artifacts=artifacts,
             params={"n_folds": n_folds, "fold_roc_auc": [float(a) for a in aucs]},
         )

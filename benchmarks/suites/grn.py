@@ -42,7 +42,7 @@ from benchmarks.data.fetch import resolve
 from benchmarks.errors import InputError
 from benchmarks.genes import embed_gene_list
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind
-from benchmarks.plots import heatmap_plot, precision_recall_plot
+from benchmarks.plots import heatmap_plot, plots_enabled, precision_recall_plot
 
 BEELINE = tuple(
     f"beeline_{net}_{cell}_tfs{n}"
@@ -206,6 +206,8 @@ class GRNSuite(Suite):
         metrics = edge_metrics(scores, p["truth"], seed)
         metrics["coverage"] = float(covered.mean())
         metrics["pair_coverage"] = float(ok.mean())
+        if not plots_enabled():
+            return SuiteResult(metrics=metrics)
         precision, recall, _ = precision_recall_curve(p["truth"], scores)
         plot = precision_recall_plot(
             precision,
@@ -278,12 +280,12 @@ class GRNSuite(Suite):
             index=sorted(set(labels)),
         ).T
         z = means.sub(means.mean(axis=1), axis=0).div(means.std(axis=1).replace(0, 1), axis=0)
-        plot = heatmap_plot(
+        drawn = [Artifact(heatmap_plot(
             z,
             workdir / "gene_programs.png",
             f"{adapter.info().label}: gene programs × cell types",
             "z-scored mean expression",
-        )
+        ), "plot", "mean expression of each gene program per cell type")] if plots_enabled() else []
         table = workdir / "gene_programs.csv"
         pd.DataFrame({"gene": kept, "program": programs.to_numpy()}).to_csv(table, index=False)
         metrics = {
@@ -293,8 +295,5 @@ class GRNSuite(Suite):
         }
         return SuiteResult(
             metrics=metrics,
-            artifacts=[
-                Artifact(plot, "plot", "mean expression of each gene program per cell type"),
-                Artifact(table, "table", "gene → program"),
-            ],
+            artifacts=[*drawn, Artifact(table, "table", "gene → program")],
         )

@@ -76,6 +76,7 @@ import scipy.sparse as sp  # noqa: E402
 
 from benchmarks.errors import InputError  # noqa: E402
 from benchmarks.interface import Artifact, ModelAdapter, Suite, SuiteResult, TaskData, TaskKind  # noqa: E402
+from benchmarks.plots import plots_enabled  # noqa: E402
 
 CTRL = "ctrl"
 N_DE = 20
@@ -530,18 +531,18 @@ class PerturbationSuite(Suite):
         csv = workdir / "per_condition_metrics.csv"
         workdir.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv)
-        plot = change_scatter(
-            gadata,
-            table,
-            truth_means,
-            pred,
-            workdir / "perturbation_scatter.png",
-            f"{adapter.info().label} on {task.dataset['name']} (seed {seed})",
-        )
-        artifacts = [
-            Artifact(plot, "plot", "predicted vs observed change vs control on the top-20 DE genes"),
-            Artifact(csv, "table", "metrics per test condition, with GEARS subgroup"),
-        ]
+        artifacts = [Artifact(csv, "table", "metrics per test condition, with GEARS subgroup")]
+        if plots_enabled():
+            plot = change_scatter(
+                gadata,
+                table,
+                truth_means,
+                pred,
+                workdir / "perturbation_scatter.png",
+                f"{adapter.info().label} on {task.dataset['name']} (seed {seed})",
+            )
+            artifacts.insert(0, Artifact(plot, "plot",
+                                         "predicted vs observed change vs control on the top-20 DE genes"))
         return SuiteResult(metrics=metrics, artifacts=artifacts, tables={"per_condition": table})
 
     @staticmethod
