@@ -73,6 +73,7 @@ def test_card_parses_and_is_named_after_its_file(path):
 
 def _url_values(card: DatasetCard) -> list[str]:
     urls = [u for f in card.files for u in f.urls]
+    urls += [u for f in card.files if f.recipe for u in f.recipe.urls]
     urls += [v for v in card.extra.values() if isinstance(v, str) and "://" in v]
     if card.citation.startswith(("http:", "https:")):
         urls.append(card.citation)

