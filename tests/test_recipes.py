@@ -5,9 +5,10 @@ Bioconductor packages org.Hs.eg.db / GO.db ship (Debian r-bioc-org.hs.eg.db, r-b
 Their cards declare a recipe: the .deb (URL + sha256), the database inside it and a converter.
 Here the .deb is built in the test (an ``ar`` archive with ``data.tar.xz`` holding a small
 SQLite database with the packages' table layout and rows copied from org.Hs.eg.db 3.16), and
-served through ``file://`` and a loopback HTTP server. The real cards are checked against the
-real packages when they are on disk (``CGCBENCH_TEST_DEBS``: a folder holding them, e.g. made
-with ``apt-get download r-bioc-org.hs.eg.db r-bioc-go.db``; or apt's own cache).
+served through ``file://`` and a loopback HTTP server. The real cards (and kang_pbmc_ctrl_stim,
+built from harmony's ``data/pbmc_stim.RData``) are checked against the real upstream files
+when they are on disk (``CGCBENCH_TEST_UPSTREAM``: a folder holding them, e.g. made with
+``apt-get download r-bioc-org.hs.eg.db r-bioc-go.db``; or apt's own cache).
 """
 
 from __future__ import annotations
@@ -330,34 +331,64 @@ MIRROR = Path(os.environ.get("CGCBENCH_MIRRORS", "").split(os.pathsep)[0]
 """The real-data mirror, read at import (before a test disables mirrors)."""
 
 
-def _local_debs() -> dict[str, Path]:
-    dirs = [Path(p) for p in os.environ.get("CGCBENCH_TEST_DEBS", "").split(os.pathsep) if p]
+def _local_upstream() -> dict[str, Path]:
+    dirs = [Path(p) for p in os.environ.get("CGCBENCH_TEST_UPSTREAM", "").split(os.pathsep) if p]
     dirs.append(Path("/var/cache/apt/archives"))
     found: dict[str, Path] = {}
     for d in dirs:
-        for p in sorted(d.glob("*.deb")) if d.is_dir() else []:
+        for p in sorted(d.iterdir()) if d.is_dir() else []:
             found.setdefault(p.name, p)
     return found
 
 
-@pytest.mark.parametrize("name", ["gene_info_hs", "gene2go_hs", "go_terms"])
-def test_real_card_resolves_without_mirror_from_its_debian_package(name, no_mirror):
+HOW = {"r-bioc-org.hs.eg.db_3.16.0-1_all.deb": "`apt-get download r-bioc-org.hs.eg.db` in a folder",
+       "r-bioc-go.db_3.16.0-1_all.deb": "`apt-get download r-bioc-go.db` in a folder",
+       "pbmc_stim.RData": "download the card's recipe URL (GitHub) into a folder"}
+
+
+@pytest.mark.parametrize("name", ["gene_info_hs", "gene2go_hs", "go_terms", "kang_pbmc_ctrl_stim"])
+def test_real_card_resolves_without_mirror_from_its_upstream_file(name, no_mirror):
     card = get_card(name)
     spec = card.files[0]
     recipe = spec.recipe
-    assert recipe is not None and recipe.content_sha256 and recipe.urls[0].startswith("https://deb.debian.org/")
-    deb_name = recipe.urls[0].rsplit("/", 1)[1]
-    deb = _local_debs().get(deb_name)
-    if deb is None:
-        pytest.skip(f"{deb_name} is not on disk: run `apt-get download {deb_name.split('_')[0]}` in a folder "
-                    "and set CGCBENCH_TEST_DEBS to it (the test never downloads)")
-    if sha256_file(deb) != recipe.sha256:
-        pytest.skip(f"{deb} is not the card's package (sha256 differs)")
-    local = dataclasses.replace(spec, recipe=dataclasses.replace(recipe, urls=(deb.as_uri(),)))
+    assert recipe is not None and recipe.content_sha256 and recipe.urls[0].startswith("https://")
+    upstream_name = recipe.urls[0].rsplit("/", 1)[1]
+    upstream = _local_upstream().get(upstream_name)
+    if upstream is None:
+        pytest.skip(f"{upstream_name} is not on disk: {HOW[upstream_name]}, and set CGCBENCH_TEST_UPSTREAM "
+                    "to it (the test never downloads)")
+    if sha256_file(upstream) != recipe.sha256:
+        pytest.skip(f"{upstream} is not the card's upstream file (sha256 differs)")
+    local = dataclasses.replace(spec, recipe=dataclasses.replace(recipe, urls=(upstream.as_uri(),)))
     path = resolve_file(card, local)
     assert path.is_relative_to(no_mirror)
     assert content_sha256(path) == recipe.content_sha256
-    assert sha256_file(path) in spec.digests  # this zlib writes the bytes the card accepts
-    if MIRROR.is_dir():  # the mirror copy holds exactly the same text
+    assert sha256_file(path) in spec.digests  # these library versions write the bytes the card accepts
+    if MIRROR.is_dir():  # the mirror copy holds exactly the same content
         assert content_sha256(MIRROR / str(spec.mirror_path)) == recipe.content_sha256
 
+
+def test_anndata_content_digest_follows_the_data_not_the_encoding(tmp_path):
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    x = sp.csr_matrix(np.array([[0, 3, 1], [2, 0, 0]], dtype=np.float32))
+    obs = pd.DataFrame({"batch": pd.Categorical(["ctrl", "stim"])}, index=["c1", "c2"])
+    a = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=["G1", "G2", "G3"]))
+    a.write_h5ad(tmp_path / "a.h5ad", compression="gzip")
+    a.write_h5ad(tmp_path / "b.h5ad")  # other bytes, same data
+    assert sha256_file(tmp_path / "a.h5ad") != sha256_file(tmp_path / "b.h5ad")
+    assert content_sha256(tmp_path / "a.h5ad") == content_sha256(tmp_path / "b.h5ad")
+    changed = a.copy()
+    changed.X[0, 1] = 4  # one count
+    changed.write_h5ad(tmp_path / "c.h5ad")
+    relabelled = a.copy()
+    relabelled.obs["batch"] = pd.Categorical(["stim", "stim"], categories=["ctrl", "stim"])
+    relabelled.write_h5ad(tmp_path / "d.h5ad")
+    renamed = a.copy()
+    renamed.var_names = ["G1", "G2", "G4"]
+    renamed.write_h5ad(tmp_path / "e.h5ad")
+    digests = {content_sha256(tmp_path / f"{n}.h5ad") for n in "acde"}
+    assert len(digests) == 4

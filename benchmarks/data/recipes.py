@@ -62,13 +62,62 @@ def register(name: str) -> Callable[[Converter], Converter]:
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of a file's content: of the decompressed bytes for a gzip file, else of the bytes."""
+    """sha256 of a file's content, independent of how it is encoded on disk.
+
+    For a gzip file: of the decompressed bytes; for an ``.h5ad`` file:
+    :func:`anndata_content_sha256` (HDF5 bytes differ between h5py/HDF5 versions); else of the
+    bytes.
+    """
+    if path.name.endswith(".h5ad"):
+        return anndata_content_sha256(path)
     h = hashlib.sha256()
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def anndata_content_sha256(path: Path) -> str:
+    """sha256 of an h5ad file's data: matrix values, names, annotations, slot names.
+
+    Hashed in this order: the shape; ``obs_names`` and ``var_names``; each ``obs`` then
+    ``var`` column (name, dtype, categories of a categorical, values as text); ``X`` as a
+    canonical CSR matrix (dtype name, duplicates summed, sorted indices; data as float64,
+    indices and indptr as int64, little-endian); the sorted key names of ``layers``, ``obsm``,
+    ``varm``, ``obsp``, ``varp``, ``uns`` and whether ``raw`` is set.
+    """
+    import anndata as ad
+    import scipy.sparse as sp
+
+    adata = ad.read_h5ad(path)
+    h = hashlib.sha256()
+
+    def put(*items: Any) -> None:
+        for item in items:
+            data = item if isinstance(item, bytes) else str(item).encode()
+            h.update(len(data).to_bytes(8, "little") + data)
+
+    put("shape", *adata.shape, "obs_names", *adata.obs_names, "var_names", *adata.var_names)
+    for side, frame in (("obs", adata.obs), ("var", adata.var)):
+        for name in frame.columns:
+            col = frame[name]
+            cats = list(col.cat.categories) if hasattr(col, "cat") else []
+            put(side, name, str(col.dtype), len(cats), *cats, *col.astype(str))
+    x = adata.X
+    if x is None:
+        put("X", "none")
+    else:
+        csr = sp.csr_matrix(x)
+        csr.sum_duplicates()
+        csr.sort_indices()
+        put("X", str(x.dtype), csr.data.astype("<f8").tobytes(), csr.indices.astype("<i8").tobytes(),
+            csr.indptr.astype("<i8").tobytes())
+        del csr
+    for slot in ("layers", "obsm", "varm", "obsp", "varp", "uns"):
+        put(slot, *sorted(getattr(adata, slot).keys()))
+    put("raw", adata.raw is not None)
     return h.hexdigest()
 
 
@@ -258,3 +307,56 @@ def go_db_terms(source: Path, out: Path) -> None:
     with _sqlite(source) as con:
         rows = con.execute("SELECT go_id, term, ontology FROM go_term ORDER BY _id").fetchall()
     write_tsv_gz(out, GO_TERM_COLUMNS, rows)
+
+
+# --- R data files ----------------------------------------------------------------------------
+
+
+def _dgc_matrix(obj: Any, where: str) -> tuple[Any, list[str], list[str]]:
+    """A Matrix::dgCMatrix read by ``rdata`` → (cells × genes CSR, cell names, gene names)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    d = getattr(obj, "__dict__", {})
+    if "dgCMatrix" not in list(d.get("class", [])) or not {"i", "p", "x", "Dim", "Dimnames"} <= set(d):
+        raise CgcbenchError(f"{where}: not a dgCMatrix (sparse count matrix) as harmony ships it")
+    genes_by_cells = sp.csc_matrix((np.asarray(d["x"]), np.asarray(d["i"]), np.asarray(d["p"])),
+                                   shape=tuple(int(n) for n in d["Dim"]))
+    genes, cells = ([str(v) for v in names] for names in d["Dimnames"])
+    return genes_by_cells.T.tocsr(), cells, genes
+
+
+@register("harmony_pbmc_stim_h5ad")
+def harmony_pbmc_stim_h5ad(source: Path, out: Path) -> None:
+    """Build from harmony's ``data/pbmc_stim.RData`` (dgCMatrix ``pbmc.ctrl``, ``pbmc.stim``) → h5ad.
+
+    Cells of ``pbmc.ctrl`` then ``pbmc.stim`` (rows, in the matrices' column order), genes in
+    their row order (both matrices must name the same genes); ``X`` raw UMI counts as float32
+    CSR; ``obs.batch`` categorical ctrl/stim. Written with anndata, ``X`` gzip-compressed.
+    """
+    import warnings
+
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+    import rdata
+    import scipy.sparse as sp
+
+    with warnings.catch_warnings():  # rdata has no constructor for dgCMatrix: returns its slots
+        warnings.simplefilter("ignore", UserWarning)
+        objects = rdata.conversion.convert(rdata.parser.parse_file(source))
+    parts = []
+    for batch in ("ctrl", "stim"):
+        key = f"pbmc.{batch}"
+        if key not in objects:
+            raise CgcbenchError(f"{source.name}: no object {key!r} (found {sorted(objects)})")
+        parts.append((batch, *_dgc_matrix(objects[key], f"{source.name}: {key}")))
+    if parts[0][3] != parts[1][3]:
+        raise CgcbenchError(f"{source.name}: pbmc.ctrl and pbmc.stim name different genes")
+    x = sp.vstack([m for _, m, _, _ in parts]).tocsr().astype(np.float32)
+    cells = [c for _, _, names, _ in parts for c in names]
+    batches = [b for b, m, _, _ in parts for _ in range(m.shape[0])]
+    obs = pd.DataFrame({"batch": pd.Categorical(batches, categories=["ctrl", "stim"])},
+                       index=pd.Index(cells))
+    adata = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=pd.Index(parts[0][3])))
+    adata.write_h5ad(out, compression="gzip")

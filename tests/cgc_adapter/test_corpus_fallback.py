@@ -70,7 +70,10 @@ def test_annotation_pretrains_on_the_reference_cells_only(offline, labelled: ad.
     assert pre["corpus_cards"] == [] and pre["excluded_evaluated_datasets"] == ["pbmc68k_reduced"]
     assert set(pre["unavailable_corpus"]) == {"pbmc3k_raw", "kang_pbmc_ctrl_stim"}
     assert "network is unreachable" in pre["unavailable_corpus"]["pbmc3k_raw"]
-    assert "no download URL" in pre["unavailable_corpus"]["kang_pbmc_ctrl_stim"]
+    # kang is built by its card's recipe from harmony's RData, which cannot be downloaded either
+    assert "recipe" in pre["unavailable_corpus"]["kang_pbmc_ctrl_stim"]
+    assert "network is unreachable" in pre["unavailable_corpus"]["kang_pbmc_ctrl_stim"]
+    assert all("network is unreachable" in why for why in pre["unavailable_priors"].values())
     # no gene info / GO: the text feature is dropped, with the reason, not a crash
     assert set(pre["unavailable_priors"]) == {"gene_info_hs", "gene2go_hs", "go_terms"}
     assert pre["text_features"].startswith("dropped: gene_info_hs")
