@@ -82,6 +82,40 @@ class LoggingSink:
         log.info("%s", text)
 
 
+class RecordingSink:
+    """A sink that keeps every report as a tuple in :attr:`events` (tests, notebooks).
+
+    Events: ``("open", description, total)``, ``("update", description, completed)``,
+    ``("milestone", description, text)``, ``("close", description)``, ``("note", text)``.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+        self._current = ""
+
+    def open(self, description: str, total: int | None) -> ProgressTask:
+        """Record the task and return this sink as its handle."""
+        self.events.append(("open", description, str(total)))
+        self._current = description
+        return self
+
+    def update(self, completed: int, status: str = "") -> None:
+        """Record the completed count."""
+        self.events.append(("update", self._current, str(completed)))
+
+    def milestone(self, text: str) -> None:
+        """Record the milestone."""
+        self.events.append(("milestone", self._current, text))
+
+    def close(self) -> None:
+        """Record the end of the task."""
+        self.events.append(("close", self._current))
+
+    def note(self, text: str) -> None:
+        """Record the note."""
+        self.events.append(("note", text))
+
+
 _DEFAULT = LoggingSink()
 _SINK: ContextVar[ProgressSink] = ContextVar("cgc_progress_sink", default=_DEFAULT)
 

@@ -19,33 +19,9 @@ from rich.progress import Progress
 from benchmarks.progress_display import NestedBars, PlainLines
 from cgc.finetune.train import TrainSettings, run_loop
 from cgc.priors.text import HashingTextEncoder, TextEmbeddingCache
-from cgc.progress import is_hosted, note, reporting_to, task
+from cgc.progress import RecordingSink, is_hosted, note, reporting_to, task
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Recorder:
-    """A sink that keeps every call, to check what a library call reports."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, ...]] = []
-
-    def open(self, description: str, total: int | None) -> Recorder:
-        self.events.append(("open", description, str(total)))
-        self.current = description
-        return self
-
-    def update(self, completed: int, status: str = "") -> None:
-        self.events.append(("update", self.current, str(completed)))
-
-    def milestone(self, text: str) -> None:
-        self.events.append(("milestone", self.current, text))
-
-    def close(self) -> None:
-        self.events.append(("close", self.current))
-
-    def note(self, text: str) -> None:
-        self.events.append(("note", text))
 
 
 def _regression_loop(settings: TrainSettings, description: str = "fine-tuning",
@@ -70,7 +46,7 @@ def _regression_loop(settings: TrainSettings, description: str = "fine-tuning",
 
 
 def test_fine_tuning_reports_steps_and_early_stop_to_the_installed_sink() -> None:
-    rec = Recorder()
+    rec = RecordingSink()
     settings = TrainSettings(epochs=40, batch_size=16, grad_accum=1, lr=3e-2, patience=2)
     assert not is_hosted()
     with reporting_to(rec):
@@ -130,7 +106,7 @@ def test_text_vectors_are_stored_per_chunk_and_an_interrupted_build_resumes(tmp_
     cache = TextEmbeddingCache(tmp_path, chunk_size=3)
     with pytest.raises(KeyboardInterrupt):
         cache.embed(Failing(fail_on_call=3), texts)
-    rec = Recorder()
+    rec = RecordingSink()
     again = Failing(fail_on_call=None)
     with reporting_to(rec):
         vecs = cache.embed(again, texts)

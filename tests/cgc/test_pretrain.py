@@ -200,36 +200,11 @@ def test_pretraining_on_real_cells_beats_the_per_gene_mean_predictor(tmp_path: P
     assert res.val_losses[-1] < 0.9 * control, (res.val_losses, control)
 
 
-class _Recorder:
-    """A progress sink that keeps every call (cgc.progress protocol)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, ...]] = []
-        self.current = ""
-
-    def open(self, description: str, total: int | None) -> _Recorder:
-        self.events.append(("open", description, str(total)))
-        self.current = description
-        return self
-
-    def update(self, completed: int, status: str = "") -> None:
-        self.events.append(("update", self.current, str(completed)))
-
-    def milestone(self, text: str) -> None:
-        self.events.append(("milestone", self.current, text))
-
-    def close(self) -> None:
-        self.events.append(("close", self.current))
-
-    def note(self, text: str) -> None:
-        self.events.append(("note", text))
-
-
 def test_pretraining_reports_steps_and_validation_not_per_step_json(corpus_dir: Path, tmp_path: Path) -> None:
-    from cgc.progress import reporting_to
+    from cgc.progress import RecordingSink, reporting_to
 
     said: list[str] = []
-    rec = _Recorder()
+    rec = RecordingSink()
     with reporting_to(rec):
         pretrain(corpus_dir, tmp_path / "run", tiny_run(checkpoint_every=20, eval_every=10,
                                                         log_every=1), steps=20,
