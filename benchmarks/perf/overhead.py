@@ -9,7 +9,7 @@ Rows (CPU seconds: ``time.process_time`` in this process, ``RUSAGE_CHILDREN`` fo
   with the row-sparse gene table; peak memory of each in a fresh process;
 - paper config train step at batch 2 and 4 with and without graph (step time, peak memory);
 - cell-embedding throughput of a small CGC model: per-cell graphs + collate (today) vs
-  ``embed_cells`` (batched builder);
+  ``embed_cells`` (batched builder), and CGC vs the Geneformer adapter at a similar size;
 - ``cgcbench --help`` and ``cgcbench list suites`` CPU time against ``import torch``, before
   (``--before``, a checkout of the old code) and now, and whether torch was imported;
 - the co-expression control on pbmc3k_raw: peak memory of the former dense computation vs the
@@ -209,6 +209,49 @@ def embed_rows(bundle: str, data: Path, reps: int, n_cells: int = 256) -> list[t
              _fmt(per["new"], "cells/CPU-s"))]
 
 
+def geneformer_rows(bundle: str, data: Path, reps: int, n_cells: int = 256) -> list[tuple[str, str]]:
+    """Cell-embedding throughput: CGC vs the Geneformer adapter at a similar size.
+
+    The Geneformer model is a ``BertForMaskedLM`` with CGC's width, heads, FFN width and as many
+    layers as CGC's GNN + Transformer layers, untrained (throughput does not depend on the
+    weights), and an input size equal to CGC's ``max_genes`` (both read at most that many genes
+    per cell); both embed the same pbmc3k cells, 64 per batch, one thread. The figure also lists
+    the parameter counts outside the gene tables, so "similar size" can be checked.
+    """
+    import anndata as ad
+    import torch
+
+    from baselines.geneformer_model import GeneformerAdapter
+    from cgc import CGCConfig, CGCModel, GenePriors, embed_cells
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    priors = GenePriors.load(bundle)
+    cfg = CGCConfig.small(input_genes="expressed", value_target="bin")
+    cgc = CGCModel(cfg, priors).eval()
+    adata = ad.read_h5ad(data / "scrna" / "pbmc3k_raw.h5ad")[:n_cells].copy()
+    gf = GeneformerAdapter(batch_size=64, model_input_size=cfg.max_genes, architecture={
+        "hidden_size": cfg.d_model, "num_attention_heads": cfg.n_heads, "intermediate_size": cfg.d_ff,
+        "num_hidden_layers": cfg.n_transformer_layers + cfg.n_gnn_layers})
+    gf.mlm_ = gf._new_mlm().eval()
+
+    def body(m: torch.nn.Module, tables: tuple[str, ...]) -> int:
+        return sum(p.numel() for n, p in m.named_parameters() if not any(t in n for t in tables))
+
+    n_cgc = body(cgc, ("emb_g",))
+    n_gf = body(gf.mlm_.bert, ("word_embeddings",))
+    t = _interleaved({"cgc": lambda: embed_cells(cgc, adata, batch_size=64),
+                      "geneformer": lambda: gf.embed_cells(adata)}, reps)
+    per = {k: [n_cells / x for x in v] for k, v in t.items()}
+    ratio = [c / g for c, g in zip(t["geneformer"], t["cgc"], strict=True)]
+    return [(f"cell embeddings, pbmc3k: CGC small ({n_cgc / 1e3:.0f}k non-table params)",
+             _fmt(per["cgc"], "cells/CPU-s")),
+            (f"cell embeddings, pbmc3k: Geneformer adapter ({n_gf / 1e3:.0f}k non-table params)",
+             _fmt(per["geneformer"], "cells/CPU-s")),
+            (f"cell embeddings: CGC throughput / Geneformer's, ≤ {cfg.max_genes} genes/cell (goal ≥ 1)",
+             _fmt(ratio, "×"))]
+
+
 def _child_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, set[str]]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=env.get("PWD_", None))
@@ -278,7 +321,8 @@ def main() -> None:
     ap.add_argument("--before", type=Path, default=None,
                     help="a checkout of the code before the change, for the CLI rows")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--skip", default="", help="comma-separated: graph,small,paper,embed,cli,coexpr")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated: graph,small,paper,embed,geneformer,cli,coexpr")
     args = ap.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -295,6 +339,7 @@ def main() -> None:
         ("paper", lambda: step_rows(bundle, True, 2, max(2, args.reps // 2), False)
          + step_rows(bundle, True, 4, max(2, args.reps // 2), False)),
         ("embed", lambda: embed_rows(bundle, args.data, args.reps)),
+        ("geneformer", lambda: geneformer_rows(bundle, args.data, args.reps)),
         ("cli", lambda: cli_rows(args.before, args.reps)),
         ("coexpr", lambda: coexpr_rows(args.data)),
     ]
