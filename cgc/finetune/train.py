@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from cgc.cells import GeneStats
+from cgc.determinism import deterministic_cpu
 from cgc.finetune.data import CellMatrix, batch_stats, expressed_graph
 from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecoder
 from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
@@ -191,7 +192,8 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
         m.train()
     if len(pool) == 0:
         return log
-    with progress_task(description, total) as shown:
+    device = trainable[0].device if trainable else None
+    with progress_task(description, total) as shown, deterministic_cpu(device):
         best = _epochs(opt, sched, trainable, pool, epochs, settings, rng, step, modules, validate,
                        log, shown)
     if best is not None:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from torch_geometric.data import Batch
 
 from cgc.config import CGCConfig, RunConfig, load_config
+from cgc.determinism import deterministic_cpu
 from cgc.errors import CGCError, ConfigError, CorpusError
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
@@ -425,7 +426,7 @@ def _pretrain(corpus: CorpusArg, out: Path, config: str | Path | RunConfig, step
     it: Iterator[Batch] = iter(train_loader)
     host_task = (contextlib.nullcontext(None) if show or not info.is_main
                  else progress_task("pre-training", total))
-    with _progress(show, total, step) as bar, host_task as host:
+    with _progress(show, total, step) as bar, host_task as host, deterministic_cpu(info.device):
         if host is not None:
             host.update(step)
         while step < total:
