@@ -68,6 +68,7 @@ from benchmarks.interface import (
     TaskKind,
 )
 from benchmarks.weights_io import load_state_dict, safetensors_names
+from cgc.determinism import deterministic_cpu
 from cgc.progress import task as progress_task
 
 log = logging.getLogger(__name__)
@@ -639,8 +640,9 @@ class GeneformerAdapter(
         gen = torch.Generator().manual_seed(self.seed)
         loss_val = float("nan")
         shown_step = 0
+        device = next(model.parameters()).device
         with progress_task("Geneformer pre-training (MLM)",
-                           steps) as shown:
+                           steps) as shown, deterministic_cpu(device):
             for _ in range(self.pretrain_epochs):
                 order = rng.permutation(len(seqs))
                 for start in range(0, len(seqs), self.batch_size):
@@ -746,8 +748,9 @@ class GeneformerAdapter(
         rng = np.random.default_rng(self.seed)
         clf.train()
         shown_step = 0
+        device = next(clf.parameters()).device
         with progress_task("Geneformer fine-tuning (classifier)",
-                           steps) as shown:
+                           steps) as shown, deterministic_cpu(device):
             for _ in range(self.finetune_epochs):
                 order = rng.permutation(keep)
                 for start in range(0, len(order), self.batch_size):

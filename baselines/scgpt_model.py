@@ -65,6 +65,7 @@ from benchmarks.interface import (
     TaskKind,
 )
 from benchmarks.weights_io import load_state_dict
+from cgc.determinism import deterministic_cpu
 from cgc.progress import task as progress_task
 
 
@@ -431,8 +432,9 @@ class ScGPTAdapter(
         loss_val = float("nan")
         model.train()
         shown_step = 0
+        device = next(model.parameters()).device
         with progress_task("scGPT training (GEP + GEPC)",
-                           epochs * -(-len(items) // self.batch_size)) as shown:
+                           epochs * -(-len(items) // self.batch_size)) as shown, deterministic_cpu(device):
             for _ in range(epochs):
                 order = rng.permutation(len(items))
                 for s in range(0, len(items), self.batch_size):
@@ -540,8 +542,9 @@ class ScGPTAdapter(
         pad_id = self.vocab()[PAD]
         clf.train()
         shown_step = 0
+        device = next(clf.parameters()).device
         with progress_task("scGPT fine-tuning (classifier)",
-                           epochs * -(-len(items) // self.batch_size)) as shown:
+                           epochs * -(-len(items) // self.batch_size)) as shown, deterministic_cpu(device):
             for _ in range(epochs):
                 order = rng.permutation(len(items))
                 for s in range(0, len(items), self.batch_size):
@@ -636,8 +639,9 @@ class ScGPTAdapter(
         n_genes = X_out.shape[1]
         gen.train()
         shown_step = 0
-        with progress_task("scGPT fine-tuning (perturbation)",
-                           self.perturb_epochs * -(-len(X_in) // self.batch_size)) as shown:
+        device = next(gen.parameters()).device
+        total = self.perturb_epochs * -(-len(X_in) // self.batch_size)
+        with progress_task("scGPT fine-tuning (perturbation)", total) as shown, deterministic_cpu(device):
             for _ in range(self.perturb_epochs):
                 order = rng.permutation(len(X_in))
                 for s in range(0, len(order), self.batch_size):

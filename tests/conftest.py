@@ -66,3 +66,24 @@ def pbmc_user_file(tmp_path: Path, pbmc68k_raw: ad.AnnData) -> Path:
     path = tmp_path / "my_pbmc.h5ad"
     adata.write_h5ad(path)
     return path
+
+
+@pytest.fixture()
+def determinism_probe() -> Iterator[list[bool]]:
+    """Install a progress sink that records, at every update of a training loop, whether
+    PyTorch's deterministic kernels were on (``cgc.determinism``); yields that list and checks
+    afterwards that the global setting was restored."""
+    import torch
+
+    from cgc.progress import RecordingSink, reporting_to
+
+    flags: list[bool] = []
+
+    class Probe(RecordingSink):
+        def update(self, completed: int, status: str = "") -> None:
+            flags.append(torch.are_deterministic_algorithms_enabled())
+            super().update(completed, status)
+
+    with reporting_to(Probe()):
+        yield flags
+    assert not torch.are_deterministic_algorithms_enabled()

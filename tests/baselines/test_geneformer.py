@@ -68,7 +68,7 @@ def test_geneformer_checkpoint_layout_round_trip(scratch, kang_small, tmp_path: 
                                   scratch.embed_genes(["TP53"]).to_numpy())
 
 
-def test_geneformer_annotation(pbmc_labelled) -> None:
+def test_geneformer_annotation(pbmc_labelled, determinism_probe) -> None:
     rng = np.random.default_rng(0)
     cells = rng.permutation(pbmc_labelled.n_obs)
     ref, query = pbmc_labelled[cells[:200]].copy(), pbmc_labelled[cells[200:280]].copy()
@@ -77,3 +77,4 @@ def test_geneformer_annotation(pbmc_labelled) -> None:
     pred = model.predict_labels(query)
     assert pred.shape == (query.n_obs,) and set(pred) <= set(ref.obs["bulk_labels"])
     assert model.embed_cells(query).shape == (query.n_obs, 32)
+    assert determinism_probe and all(determinism_probe)  # CPU training on deterministic kernels

@@ -92,7 +92,7 @@ def test_scgpt_release_layout_round_trip(fitted, kang_small, tmp_path: Path) -> 
                                rtol=1e-4, atol=1e-5)
 
 
-def test_scgpt_annotation(pbmc_labelled) -> None:
+def test_scgpt_annotation(pbmc_labelled, determinism_probe) -> None:
     rng = np.random.default_rng(0)
     cells = rng.permutation(pbmc_labelled.n_obs)
     ref, query = pbmc_labelled[cells[:150]].copy(), pbmc_labelled[cells[150:200]].copy()
@@ -100,6 +100,7 @@ def test_scgpt_annotation(pbmc_labelled) -> None:
     model.fit_classifier(ref, "bulk_labels")
     pred = model.predict_labels(query)
     assert pred.shape == (50,) and set(pred) <= set(ref.obs["bulk_labels"])
+    assert determinism_probe and all(determinism_probe)  # CPU training on deterministic kernels
 
 
 def test_scgpt_perturbation(norman) -> None:

@@ -16,20 +16,7 @@ import torch
 
 from cgc import pretrain
 from cgc.finetune.train import TrainSettings, run_loop
-from cgc.progress import RecordingSink, reporting_to
 from tests.cgc.test_pretrain import tiny_run
-
-
-class _Probe(RecordingSink):
-    """Records whether deterministic kernels are on at every progress update."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flags: list[bool] = []
-
-    def update(self, completed: int, status: str = "") -> None:
-        self.flags.append(torch.are_deterministic_algorithms_enabled())
-        super().update(completed, status)
 
 
 def test_fine_tuning_loop_uses_deterministic_kernels_and_restores_the_setting() -> None:
@@ -47,11 +34,8 @@ def test_fine_tuning_loop_uses_deterministic_kernels_and_restores_the_setting() 
     assert not torch.are_deterministic_algorithms_enabled()
 
 
-def test_pretraining_loop_uses_deterministic_kernels_and_restores_the_setting(corpus_dir: Path,
-                                                                               tmp_path: Path) -> None:
-    probe = _Probe()
-    with reporting_to(probe):
-        pretrain(corpus_dir, tmp_path / "run", tiny_run(checkpoint_every=6, eval_every=6), steps=6,
-                 seed=0, progress=False, log=None)
-    assert len(probe.flags) == 7 and all(probe.flags)
-    assert not torch.are_deterministic_algorithms_enabled()
+def test_pretraining_loop_uses_deterministic_kernels_and_restores_the_setting(
+        corpus_dir: Path, tmp_path: Path, determinism_probe: list[bool]) -> None:
+    pretrain(corpus_dir, tmp_path / "run", tiny_run(checkpoint_every=6, eval_every=6), steps=6,
+             seed=0, progress=False, log=None)
+    assert len(determinism_probe) == 7 and all(determinism_probe)
