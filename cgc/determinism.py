@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @contextlib.contextmanager
@@ -29,6 +31,8 @@ def deterministic_cpu(device: torch.device | str | None) -> Iterator[None]:
         Device the loop trains on; ``None`` or a CPU device enables determinism.
 
     """
+    import torch  # here, not at import: adapters import this module and `cgcbench list` must not load torch
+
     on_cpu = device is None or torch.device(device).type == "cpu"
     if not on_cpu:
         yield
