@@ -24,7 +24,6 @@ from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecod
 from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
 from cgc.graph import CellGraphBuilder
 from cgc.model import CGCModel
-from cgc.progress import ProgressTask
 from cgc.progress import task as progress_task
 
 
@@ -193,70 +192,61 @@ def run_loop(params: Iterable[nn.Parameter], n_items: int, settings: TrainSettin
     if len(pool) == 0:
         return log
     device = trainable[0].device if trainable else None
+    best: tuple[float, list[dict[str, Tensor]]] | None = None
+    since_best = 0
+    micro, acc = 0, 0.0
+    status = ""
     with progress_task(description, total) as shown, deterministic_cpu(device):
-        best = _epochs(opt, sched, trainable, pool, epochs, settings, rng, step, modules, validate,
-                       log, shown)
+        for epoch in range(epochs):
+            order = pool[rng.permutation(len(pool))]
+            for s in range(0, len(order), settings.batch_size):
+                loss = step(order[s : s + settings.batch_size], rng)
+                (loss / settings.grad_accum).backward()
+                acc += float(loss.detach())
+                micro += 1
+                if micro % settings.grad_accum:
+                    continue
+                if settings.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                log.losses.append(acc / settings.grad_accum)
+                acc = 0.0
+                shown.update(log.steps, f"epoch {epoch + 1}/{epochs} · loss {log.losses[-1]:.4f}{status}")
+                if settings.max_steps is not None and log.steps >= settings.max_steps:
+                    log.hit_max_steps = True
+                    shown.milestone(f"stopped at the step cap max_steps={settings.max_steps} "
+                                    f"in epoch {epoch + 1}/{epochs}")
+                    break
+            log.epochs_run = epoch + 1
+            if validate is not None:
+                for m in modules:
+                    m.eval()
+                with torch.no_grad():
+                    v = float(validate())
+                for m in modules:
+                    m.train()
+                log.val_losses.append(v)
+                status = f" · validation {v:.4f}"
+                if best is None or v < best[0]:
+                    best = (v, [copy.deepcopy(m.state_dict()) for m in modules])
+                    log.best_epoch, since_best = epoch + 1, 0
+                else:
+                    since_best += 1
+                if settings.patience is not None and since_best >= settings.patience:
+                    log.stopped_early = True
+                    shown.milestone(f"stopped early after epoch {epoch + 1}/{epochs} (best epoch "
+                                    f"{log.best_epoch}, validation loss {best[0]:.4f})")
+                    break
+            if log.hit_max_steps:
+                break
     if best is not None:
         for m, st in zip(modules, best[1], strict=True):
             m.load_state_dict(st)
     return log
 
 
-def _epochs(opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler,
-            trainable: list[nn.Parameter], pool: np.ndarray, epochs: int, settings: TrainSettings,
-            rng: np.random.Generator, step: Callable[[np.ndarray, np.random.Generator], Tensor],
-            modules: Sequence[nn.Module], validate: Callable[[], float] | None, log: TrainLog,
-            shown: ProgressTask) -> tuple[float, list[dict[str, Tensor]]] | None:
-    """The epochs of :func:`run_loop`; return the best validation loss and weights."""
-    best: tuple[float, list[dict[str, Tensor]]] | None = None
-    since_best = 0
-    micro, acc = 0, 0.0
-    status = ""
-    for epoch in range(epochs):
-        order = pool[rng.permutation(len(pool))]
-        for s in range(0, len(order), settings.batch_size):
-            loss = step(order[s : s + settings.batch_size], rng)
-            (loss / settings.grad_accum).backward()
-            acc += float(loss.detach())
-            micro += 1
-            if micro % settings.grad_accum:
-                continue
-            if settings.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, settings.grad_clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            log.losses.append(acc / settings.grad_accum)
-            acc = 0.0
-            shown.update(log.steps, f"epoch {epoch + 1}/{epochs} · loss {log.losses[-1]:.4f}{status}")
-            if settings.max_steps is not None and log.steps >= settings.max_steps:
-                log.hit_max_steps = True
-                shown.milestone(f"stopped at the step cap max_steps={settings.max_steps} "
-                                f"in epoch {epoch + 1}/{epochs}")
-                break
-        log.epochs_run = epoch + 1
-        if validate is not None:
-            for m in modules:
-                m.eval()
-            with torch.no_grad():
-                v = float(validate())
-            for m in modules:
-                m.train()
-            log.val_losses.append(v)
-            status = f" · validation {v:.4f}"
-            if best is None or v < best[0]:
-                best = (v, [copy.deepcopy(m.state_dict()) for m in modules])
-                log.best_epoch, since_best = epoch + 1, 0
-            else:
-                since_best += 1
-            if settings.patience is not None and since_best >= settings.patience:
-                log.stopped_early = True
-                shown.milestone(f"stopped early after epoch {epoch + 1}/{epochs} (best epoch "
-                                f"{log.best_epoch}, validation loss {best[0]:.4f})")
-                break
-        if log.hit_max_steps:
-            break
-    return best
 
 
 def _encoder_params(model: CGCModel, settings: TrainSettings) -> list[nn.Parameter]:
