@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anndata as ad
@@ -87,3 +90,39 @@ def determinism_probe() -> Iterator[list[bool]]:
     with reporting_to(Probe()):
         yield flags
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+class Loopback:
+    """Loopback HTTP servers for one test (the ``loopback`` fixture); shut down after it."""
+
+    def __init__(self) -> None:
+        self.servers: list[http.server.ThreadingHTTPServer] = []
+
+    def serve(self, handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> str:
+        """Serve requests with ``handler`` on 127.0.0.1; return the base URL."""
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    def serve_directory(self, root: Path) -> str:
+        """Serve the files of ``root`` (quietly); return the base URL."""
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+        return self.serve(handler)
+
+    def close(self) -> None:
+        """Stop every server."""
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture()
+def loopback() -> Iterator[Loopback]:
+    """Start loopback HTTP servers for a test (downloads are tested against these, never the net)."""
+    servers = Loopback()
+    try:
+        yield servers
+    finally:
+        servers.close()

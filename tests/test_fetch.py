@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,21 +15,12 @@ TRRUST = "priors/trrust_rawdata.human.tsv"
 
 
 @pytest.fixture()
-def http_root(tmp_path: Path, shared_data: Path) -> Iterator[tuple[str, Path]]:
+def http_root(tmp_path: Path, shared_data: Path, loopback) -> tuple[str, Path]:
     """A loopback HTTP server serving a copy of a real TRRUST file."""
     root = tmp_path / "www"
     root.mkdir()
     (root / "trrust.tsv").write_bytes((shared_data / TRRUST).read_bytes())
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback.serve_directory(root), root
 
 
 def _card(spec: FileSpec) -> DatasetCard:

@@ -7,17 +7,13 @@ mirror (TRRUST, the PBMC 3k matrix).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import io
 import os
 import subprocess
 import sys
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,19 +27,11 @@ MEMBER = "pkg/resources/trrust.tsv"
 
 
 @pytest.fixture()
-def www(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def www(tmp_path: Path, loopback) -> tuple[str, Path]:
     """A loopback HTTP server over an empty folder: ``(base URL, folder)``."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    return loopback.serve_directory(root), root
 
 
 def _write_archive(path: Path, members: dict[str, bytes]) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ TRRUST = "priors/trrust_rawdata.human.tsv"
 
 
 @pytest.fixture()
-def flaky_server(shared_data: Path) -> Iterator[tuple[str, list[int]]]:
+def flaky_server(shared_data: Path, loopback) -> tuple[str, list[int]]:
     """Loopback HTTP: the first request gets a 503, later ones the real TRRUST file."""
     body = (shared_data / TRRUST).read_bytes()
     seen: list[int] = []
@@ -35,14 +33,7 @@ def flaky_server(shared_data: Path) -> Iterator[tuple[str, list[int]]]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/trrust.tsv", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    return f"{loopback.serve(Handler)}/trrust.tsv", seen
 
 
 def test_transient_server_error_is_retried(flaky_server, shared_data, monkeypatch):

@@ -14,15 +14,12 @@ when they are on disk (``CGCBENCH_TEST_UPSTREAM``: a folder holding them, e.g. m
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import sqlite3
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -209,22 +206,14 @@ def test_recipe_builds_the_exact_table_from_the_deb(debs, no_mirror, converter, 
     assert resolve_file(card, card.files[0]) == path
 
 
-def test_recipe_over_http_and_a_file_sha256_identifies_the_build(debs, no_mirror, tmp_path):
+def test_recipe_over_http_and_a_file_sha256_identifies_the_build(debs, no_mirror, tmp_path, loopback):
     deb, sha = debs["go"]
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(deb.parent))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/{deb.name}"
-        probe = _card("probe", "go_db_terms", url, sha, GO_MEMBER, _sha(GO_TERMS_TSV.encode()))
-        built = sha256_file(resolve_file(probe, probe.files[0]))
-        card = _card("t", "go_db_terms", url, sha, GO_MEMBER, _sha(GO_TERMS_TSV.encode()),
-                     file_extra=f'sha256 = "{"0" * 64}"\naccept_sha256 = ["{built}"]')
-        path = resolve_file(card, card.files[0])
-    finally:
-        server.shutdown()
-        server.server_close()
+    url = f"{loopback.serve_directory(deb.parent)}/{deb.name}"
+    probe = _card("probe", "go_db_terms", url, sha, GO_MEMBER, _sha(GO_TERMS_TSV.encode()))
+    built = sha256_file(resolve_file(probe, probe.files[0]))
+    card = _card("t", "go_db_terms", url, sha, GO_MEMBER, _sha(GO_TERMS_TSV.encode()),
+                 file_extra=f'sha256 = "{"0" * 64}"\naccept_sha256 = ["{built}"]')
+    path = resolve_file(card, card.files[0])
     assert sha256_file(path) == built  # the same bytes again (deterministic gzip)
     assert not sidecar(path).exists()  # identified by the card's digests, no record needed
 
