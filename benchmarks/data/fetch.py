@@ -34,13 +34,14 @@ the upstream matrix re-written by a newer anndata); a file matching any of them 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,21 @@ def _pooch_fetch(
         raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _scratch_beside(dest: Path, tag: str) -> Iterator[Path]:
+    """Yield an empty folder ``.<dest name>.<tag>-<pid>`` beside ``dest``, removed whatever happens.
+
+    Beside ``dest`` means on the same file system, so the finished file moves into place in one step.
+    """
+    tmp = dest.parent / f".{dest.name}.{tag}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _archive_name(url: str) -> str:
     """A plain file name for a downloaded archive (the URL's last path component)."""
     from urllib.parse import unquote, urlparse
@@ -284,10 +300,7 @@ def download_member(
     if archive_format not in ("zip", "tar"):
         raise InputError(f"{url}: archive format {archive_format!r}; use 'zip' or 'tar'")
     extract = pooch.Unzip if archive_format == "zip" else pooch.Untar
-    tmp = dest.parent / f".{dest.name}.archive-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with _scratch_beside(dest, "archive") as tmp:
         archive = tmp / _archive_name(url)
         try:
             _pooch_fetch(url, archive, archive_sha256, timeout, retries, progressbar,
@@ -315,8 +328,6 @@ def download_member(
             )
         os.replace(found, dest)
         return digest
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _member_names(archive: Path, archive_format: str) -> list[str]:
@@ -377,10 +388,7 @@ def build_from_recipe(card: DatasetCard, spec: FileSpec, dest: Path,
     where = card.path or card.name
     errors: list[str] = []
     for url in recipe.urls:
-        tmp = dest.parent / f".{dest.name}.recipe-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with _scratch_beside(dest, "recipe") as tmp:
             upstream = tmp / _archive_name(url)
             note(f"downloading {url} (to build {card.name}/{spec.name} with {recipe.converter})")
             try:
@@ -416,8 +424,6 @@ def build_from_recipe(card: DatasetCard, spec: FileSpec, dest: Path,
             else:
                 sidecar(dest).unlink(missing_ok=True)
             return seen
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     raise CgcbenchError(
         f"dataset {card.name}: could not download the upstream file of {spec.name}'s recipe "
         f"({'; '.join(errors)}); set CGCBENCH_MIRRORS to a directory that holds "
