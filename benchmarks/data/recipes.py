@@ -70,13 +70,10 @@ def content_sha256(path: Path) -> str:
     """
     if path.name.endswith(".h5ad"):
         return anndata_content_sha256(path)
-    h = hashlib.sha256()
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def anndata_content_sha256(path: Path) -> str:
