@@ -14,7 +14,7 @@ from torch_geometric.data import Batch
 from cgc.config import CGCConfig
 from cgc.errors import ConfigError
 from cgc.nn.encoders import EdgeEncoder, NodeEncoder
-from cgc.nn.gnn_conv import CGCConv
+from cgc.nn.gnn_conv import CGCConv, dense_edges
 from cgc.nn.heads import CellValueHead, GeneValueHead
 from cgc.nn.transformer import CellTransformer, PackedLayout
 from cgc.priors.bundle import GenePriors
@@ -122,15 +122,16 @@ class CGCModel(nn.Module):
         """
         x = self.encode_nodes(batch)
         if self.edge_encoder is not None and batch.edge_index.numel():
-            e = self.edge_encoder(batch.edge_tftg, batch.edge_corr, batch.edge_pos,
-                                  batch.edge_kind)
+            # eq. 2 once per distinct edge attribute; the first layer projects those rows only
+            e: Tensor | tuple[Tensor, Tensor] = self.edge_encoder.factored(
+                batch.edge_tftg, batch.edge_corr, batch.edge_pos, batch.edge_kind)
             last = len(self.convs) - 1
             for k, (conv, norm) in enumerate(zip(self.convs, self.node_norms, strict=True)):
                 x_new, e_new = conv(x, batch.edge_index, e)
                 res = self.config.gnn_residual
                 x = norm(x + x_new) if res else x_new
                 if k < last:
-                    e = self.edge_norms[k](e + e_new) if res else e_new
+                    e = self.edge_norms[k](dense_edges(e) + e_new) if res else e_new
         layout = PackedLayout.from_ptr(batch.ptr)
         h = self.transformer(x, layout)
         return CGCOutput(h=h, h_cell=h[batch.ptr[:-1]], layout=layout, is_cell=batch.is_cell)

@@ -11,7 +11,11 @@ import pytest
 from benchmarks.data.cards import get_card
 from benchmarks.interface import Capabilities, GeneEmbeddingMixin, ModelAdapter, TaskKind
 from benchmarks.registry import build_model
-from benchmarks.suites.gene_classification import GeneClassificationSuite, read_label_set
+from benchmarks.suites.gene_classification import (
+    GeneClassificationSuite,
+    corrected_cv_interval,
+    read_label_set,
+)
 
 
 class LabelOracle(ModelAdapter, GeneEmbeddingMixin):
@@ -52,13 +56,25 @@ def test_perfect_embedding_scores_one(dosage_task, tmp_path):
 
 
 def test_random_embedding_is_at_chance(dosage_task, tmp_path):
-    aucs = [
+    runs = [
         GeneClassificationSuite(quick=True)
         .run(build_model("random", seed=s), dosage_task, s, tmp_path / str(s))
-        .metrics["roc_auc"]
+        .metrics
         for s in range(3)
     ]
-    assert abs(np.mean(aucs) - 0.5) < 0.08
+    assert abs(np.mean([m["roc_auc"] for m in runs]) - 0.5) < 0.08
+    # the 95 % interval of a random embedding contains chance (it is not a one-sided bound)
+    assert all(m["roc_auc_ci95_low"] < 0.5 < m["roc_auc_ci95_high"] for m in runs)
+
+
+def test_corrected_interval_by_hand():
+    """Nadeau-Bengio: se = sd·sqrt(1/k + n_test/n_train); t(0.975, 4) = 2.776445."""
+    folds = [0.70, 0.80, 0.75, 0.65, 0.85]  # mean 0.75, sd 0.0790569
+    low, high = corrected_cv_interval(folds, 100)
+    half = 2.776445 * 0.0790569 * np.sqrt(1 / 5 + 20 / 80)
+    assert (low, high) == pytest.approx((0.75 - half, 0.75 + half), abs=1e-5)
+    # wider than the naive t-interval over folds, which ignores that folds share training data
+    assert high - low > 2 * 2.776445 * 0.0790569 / np.sqrt(5)
 
 
 def test_coverage_is_reported(dosage_task, tmp_path):

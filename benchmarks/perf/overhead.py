@@ -8,6 +8,10 @@ Rows (CPU seconds: ``time.process_time`` in this process, ``RUSAGE_CHILDREN`` fo
 - small config train step, batch 8: CGC vs ``use_graph=False``, with dense Adam (today) and
   with the row-sparse gene table; peak memory of each in a fresh process;
 - paper config train step at batch 2 and 4 with and without graph (step time, peak memory);
+- for both configs, the floating-point work of one step (``torch.utils.flop_counter``: matrix
+  products and attention, forward + backward), CGC / no-graph and the GNN's share, with the
+  batch's edges per node: the ratio the step time cannot go below without fewer edges or
+  narrower edge MLPs, whatever the kernels;
 - cell-embedding throughput of a small CGC model: per-cell graphs + collate (today) vs
   ``embed_cells`` (batched builder), and CGC vs the Geneformer adapter at a similar size;
 - ``cgcbench --help`` and ``cgcbench list suites`` CPU time against ``import torch``, before
@@ -150,6 +154,32 @@ def _spawn(target, *args):
     return out
 
 
+def _step_flops(model, batch) -> tuple[int, int]:
+    """Matrix-product FLOPs of one training step (forward + backward): total and in the GNN."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = model.pretrain_loss(batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    per_module = fc.get_flop_counts()
+    gnn = sum(sum(v.values()) for k, v in per_module.items()
+              if k.count(".") == 2 and ".convs." in k)  # e.g. "Global.convs.0"
+    return fc.get_total_flops(), gnn
+
+
+def flop_rows(runs: dict, name: str, batch: int) -> list[tuple[str, str]]:
+    """FLOPs of one step, CGC vs no graph, and the GNN's share (see the module docstring)."""
+    (m_g, _, b_g), (m_n, _, b_n) = runs[(True, False)], runs[(False, False)]
+    g_total, g_gnn = _step_flops(m_g, b_g[0])
+    n_total, _ = _step_flops(m_n, b_n[0])
+    g0 = b_g[0]
+    e_per_node = g0.edge_index.size(1) / max(g0.num_nodes, 1)
+    return [(f"{name} batch {batch}: step FLOPs CGC / no-graph (matmul + attention, fwd + bwd)",
+             f"{g_total / n_total:.2f}x ({g_total / 1e9:.2f} vs {n_total / 1e9:.2f} GFLOP; GNN "
+             f"{100 * g_gnn / g_total:.0f}% of CGC's; {e_per_node:.1f} edges per node)")]
+
+
 def step_rows(bundle: str, paper: bool, batch: int, reps: int, sparse_too: bool
               ) -> list[tuple[str, str]]:
     import torch
@@ -174,6 +204,7 @@ def step_rows(bundle: str, paper: bool, batch: int, reps: int, sparse_too: bool
         label = (f"{name} config step, batch {batch}, {'CGC' if v[0] else 'no graph'}, "
                  f"{'row-sparse emb_g' if v[1] else 'dense Adam (today)'}")
         rows.append((label, _fmt(t[v], "CPU-s") + f", peak +{mem:.0f} MB"))
+    rows += flop_rows(runs, name, batch)
     for sp in ([False, True] if sparse_too else [False]):
         g, n = np.median(t[(True, sp)]), np.median(t[(False, sp)])
         rows.append((f"{name} batch {batch}: CGC / no-graph step time"

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from cgc.config import CGCConfig
+
+
+def per_unique(fn: Callable[[Tensor], Tensor], keys: Tensor, rows: Tensor | None = None) -> Tensor:
+    """Compute a row-wise ``fn`` once per distinct key and gather it back to every row.
+
+    ``fn(rows)[i]`` must depend on row ``i`` only (an MLP, a linear map): then
+    ``per_unique(fn, keys, rows)`` equals ``fn(rows)`` up to floating-point rounding while
+    doing the work once per distinct key. Gene ids repeat across the cells of a batch and a
+    scalar edge or node attribute takes few distinct values, so this removes most of the
+    encoders' matrix products.
+
+    Parameters
+    ----------
+    fn
+        Row-wise function of a ``[U, ...]`` tensor.
+    keys
+        ``[N]`` keys; rows with equal keys must have equal ``rows``.
+    rows
+        ``[N, ...]`` inputs of ``fn`` (default: ``keys`` itself).
+
+    Returns
+    -------
+    torch.Tensor
+        ``fn(rows)`` for every row, ``[N, ...]``.
+
+    """
+    uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    if rows is None:
+        return fn(uniq).index_select(0, inverse)
+    n = keys.numel()
+    first = torch.full((uniq.numel(),), n, dtype=torch.long, device=keys.device)
+    first.scatter_reduce_(0, inverse, torch.arange(n, device=keys.device), reduce="amin")
+    return fn(rows.index_select(0, first)).index_select(0, inverse)
 
 
 class MLP3(nn.Sequential):
@@ -111,11 +146,11 @@ class NodeEncoder(nn.Module):
         out: dict[str, Tensor] = {}
         if self.use_token:
             out["token"] = self.norm_g(self.emb_g(gene))
-        if self.mlp_t is not None and text is not None:
-            out["text"] = self.norm_t(self.mlp_t(text))
+        if self.mlp_t is not None and text is not None:  # a gene's text row is the same in every cell
+            out["text"] = self.norm_t(per_unique(self.mlp_t, gene, text))
         if self.mlp_v is not None:
             dtype = self.emb_g.weight.dtype
-            v = self.mlp_v((value * self.value_scale).unsqueeze(-1).to(dtype))
+            v = per_unique(lambda u: self.mlp_v((u * self.value_scale).unsqueeze(-1).to(dtype)), value)
             if self.mask_emb is not None and mask is not None:
                 v = torch.where(mask.unsqueeze(-1), self.mask_emb.to(v.dtype), v)
             out["value"] = self.norm_v(v)
@@ -159,6 +194,7 @@ class EdgeEncoder(nn.Module):
         self.mlp_corr = MLP3(1, d, d) if "coexpr" in types else None
         self.emb_pos = nn.Embedding(2 * config.pos_window + 1, d) if "pos" in types else None
         self.emb_kind = nn.Embedding(3, d)
+        self.pos_window = config.pos_window
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -169,8 +205,33 @@ class EdgeEncoder(nn.Module):
         if self.mlp_corr is not None:
             self.mlp_corr.reset_parameters()
 
-    def forward(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor) -> Tensor:
-        """Return edge embeddings ``[E, d]``."""
+    def factored(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor
+                 ) -> tuple[Tensor, Tensor]:
+        """Return edge embeddings as a table of distinct rows and each edge's row.
+
+        Edges with the same ``(kind, tftg, corr, pos)`` have the same embedding, and a batch
+        has few distinct combinations (position edges dominate and carry ``corr = 0``), so
+        eq. 2 is evaluated once per combination: ``forward(...) == table[index]``. The first
+        GNN layer projects the table, not every edge (:class:`cgc.nn.gnn_conv.CGCConv`).
+
+        Returns
+        -------
+        table : torch.Tensor
+            ``[U, d]`` distinct edge embeddings.
+        index : torch.Tensor
+            ``[E]`` row of ``table`` of every edge.
+
+        """
+        _, corr_code = torch.unique(corr, sorted=True, return_inverse=True)
+        n_pos = 2 * self.pos_window + 1
+        key = ((corr_code * 3 + kind.long()) * 2 + tftg.long()) * n_pos + pos.long()
+        uniq, index = torch.unique(key, sorted=True, return_inverse=True)
+        n = key.numel()
+        first = torch.full((uniq.numel(),), n, dtype=torch.long, device=key.device)
+        first.scatter_reduce_(0, index, torch.arange(n, device=key.device), reduce="amin")
+        return self._encode(tftg[first], corr[first], pos[first], kind[first]), index
+
+    def _encode(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor) -> Tensor:
         e = self.emb_kind(kind)
         if self.emb_tftg is not None:
             e = e + self.emb_tftg(tftg)
@@ -179,3 +240,8 @@ class EdgeEncoder(nn.Module):
         if self.emb_pos is not None:
             e = e + self.emb_pos(pos)
         return e
+
+    def forward(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor) -> Tensor:
+        """Return edge embeddings ``[E, d]``."""
+        table, index = self.factored(tftg, corr, pos, kind)
+        return table.index_select(0, index)

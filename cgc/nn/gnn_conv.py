@@ -45,6 +45,10 @@ class CGCConv(MessagePassing):
       ``j``, row 1 = target ``i``), edge features ``(E, channels)``
     - output: node features ``(N, channels)``, edge features ``(E, channels)``
 
+    The edge features may also be given factored, as ``(table, index)`` with
+    ``edge_attr = table[index]`` (:meth:`cgc.nn.encoders.EdgeEncoder.factored`): the first
+    linear layers then project the ``U`` distinct rows instead of all ``E`` edges.
+
     """
 
     def __init__(self, channels: int, hidden: int | None = None,
@@ -63,7 +67,7 @@ class CGCConv(MessagePassing):
         if self.mlp_e is not None:
             self.mlp_e.reset_parameters()
 
-    def _first_layer(self, mlp: nn.Sequential, x: Tensor, edge_attr: Tensor
+    def _first_layer(self, mlp: nn.Sequential, x: Tensor, edge_attr: Tensor | tuple[Tensor, Tensor]
                      ) -> tuple[Tensor, Tensor, Tensor]:
         lin = mlp[0]
         assert isinstance(lin, nn.Linear)
@@ -71,15 +75,24 @@ class CGCConv(MessagePassing):
         w = lin.weight
         a_i = F.linear(x, w[:, :c])
         a_j = F.linear(x, w[:, c : 2 * c])
-        a_e = F.linear(edge_attr, w[:, 2 * c :], lin.bias)
+        if isinstance(edge_attr, tuple):
+            table, index = edge_attr
+            a_e = F.linear(table, w[:, 2 * c :], lin.bias).index_select(0, index)
+        else:
+            a_e = F.linear(edge_attr, w[:, 2 * c :], lin.bias)
         return a_i, a_j, a_e
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> tuple[Tensor, Tensor]:
-        """Return updated node and edge features ``(x', e')``."""
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | tuple[Tensor, Tensor]
+                ) -> tuple[Tensor, Tensor]:
+        """Return updated node and edge features ``(x', e')``.
+
+        ``e'`` is ``edge_attr`` itself (densified if it was factored) when the layer does not
+        update edges.
+        """
         n_i, n_j, n_e = self._first_layer(self.mlp_n, x, edge_attr)
         x_new = self.propagate(edge_index, a=n_i, b=n_j, e=n_e, size=(x.size(0), x.size(0)))
         if self.mlp_e is None:
-            return x_new, edge_attr
+            return x_new, dense_edges(edge_attr)
         e_i, e_j, e_e = self._first_layer(self.mlp_e, x, edge_attr)
         e_new = self.edge_updater(edge_index, a=e_i, b=e_j, e=e_e,
                                   size=(x.size(0), x.size(0)))
@@ -99,6 +112,14 @@ class CGCConv(MessagePassing):
                 f"update_edges={self.mlp_e is not None})")
 
 
+def dense_edges(edge_attr: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    """Per-edge features from either form of ``edge_attr``."""
+    if isinstance(edge_attr, tuple):
+        table, index = edge_attr
+        return table.index_select(0, index)
+    return edge_attr
+
+
 def _tail(mlp: nn.Sequential, h: Tensor) -> Tensor:
     """Apply every layer of ``mlp`` but the first."""
     for layer in list(mlp)[1:]:
@@ -106,10 +127,11 @@ def _tail(mlp: nn.Sequential, h: Tensor) -> Tensor:
     return h
 
 
-def cgc_conv_reference(conv: CGCConv, x: Tensor, edge_index: Tensor, edge_attr: Tensor
-                       ) -> tuple[Tensor, Tensor]:
+def cgc_conv_reference(conv: CGCConv, x: Tensor, edge_index: Tensor,
+                       edge_attr: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Compute eq. 5–6 literally (concatenate, MLP, mean) for testing :class:`CGCConv`."""
     src, dst = edge_index
+    edge_attr = dense_edges(edge_attr)
     h = torch.cat([x[dst], x[src], edge_attr], dim=-1)
     msg = conv.mlp_n(h)
     e_new = conv.mlp_e(h) if conv.mlp_e is not None else edge_attr

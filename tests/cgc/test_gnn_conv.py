@@ -71,3 +71,22 @@ def test_reset_and_repr_and_skip_edges() -> None:
     x, e = torch.randn(3, 4), torch.randn(2, 4)
     _, e_out = conv(x, torch.tensor([[0, 1], [1, 2]]), e)
     assert e_out is e
+
+
+def test_factored_edges_equal_dense_edges() -> None:
+    """``(table, index)`` edges give the dense layer's output (the first GNN layer's fast path)."""
+    torch.manual_seed(1)
+    conv = CGCConv(8, hidden=16)
+    x = torch.randn(5, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 0, 2], [1, 2, 3, 4, 0, 2, 1]])
+    table = torch.randn(3, 8)
+    index = torch.tensor([0, 2, 2, 1, 0, 0, 1])
+    got = conv(x, edge_index, (table, index))
+    dense = conv(x, edge_index, table[index])
+    ref = cgc_conv_reference(conv, x, edge_index, table[index])
+    for a, b, c in zip(got, dense, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-5)
+    last = CGCConv(8, hidden=16, update_edges=False)
+    _, e_out = last(x, edge_index, (table, index))
+    torch.testing.assert_close(e_out, table[index])

@@ -179,3 +179,38 @@ def test_cell_offset_reaches_value_heads_only(priors: GenePriors, small_config: 
         moved = ~torch.isclose(pred0, pred1)
         assert bool(moved[node_of == 1].all()) and not bool(moved[node_of != 1].any())
         assert torch.equal(m(batch).h_cell, out.h_cell)
+
+
+def test_deduplicated_encoders_equal_literal_eq1_eq2(priors: GenePriors, small_config: CGCConfig,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eq. 1-2 evaluated once per distinct gene / value / edge attribute give the per-row result.
+
+    The model computes ``mlp_t`` once per gene of the batch, ``mlp_v`` once per distinct value
+    and eq. 2 once per distinct ``(kind, tftg, corr, pos)`` (and the first GNN layer projects
+    only those rows); the literal per-row computation must give the same states and gradients.
+    """
+    from cgc.nn import encoders
+
+    torch.manual_seed(0)
+    m = CGCModel(small_config, priors)
+    batch = _batch(priors, small_config, n_cells=4)
+    table, index = m.edge_encoder.factored(batch.edge_tftg, batch.edge_corr, batch.edge_pos,
+                                           batch.edge_kind)
+    assert table.shape[0] < index.numel() / 2  # few distinct edge attributes: the point of it
+    loss, _ = m.pretrain_loss(batch)
+    loss.backward()
+    fast_h = m(batch).h.detach()
+    fast_grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad(set_to_none=True)
+
+    monkeypatch.setattr(encoders, "per_unique", lambda fn, keys, rows=None: fn(keys if rows is None
+                                                                                 else rows))
+    enc = m.edge_encoder
+    monkeypatch.setattr(enc, "factored", lambda *a: (enc._encode(*a), torch.arange(a[0].numel())))
+    loss2, _ = m.pretrain_loss(batch)
+    loss2.backward()
+    torch.testing.assert_close(fast_h, m(batch).h.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, loss2, atol=1e-5, rtol=1e-5)
+    for n, p in m.named_parameters():
+        if n in fast_grads:
+            torch.testing.assert_close(fast_grads[n], p.grad, atol=1e-5, rtol=1e-4, msg=n)
