@@ -28,10 +28,12 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from cgc.config import CGCConfig
+from cgc.graph_batch import EdgeKeyLayout, position_pairs
 from cgc.preprocess import Seed, as_rng
 from cgc.priors.bundle import FLAG_COEXPR, FLAG_POS, FLAG_TFTG, GenePriors
 
 EDGE_GENE, EDGE_TO_CELL, EDGE_FROM_CELL = 0, 1, 2
+_CHUNK_CELLS, _CHUNK_NODES = 64, 40_000  # cells built together (see _chunks)
 _FLAG_OF = {"tftg": FLAG_TFTG, "coexpr": FLAG_COEXPR, "pos": FLAG_POS}
 
 
@@ -178,14 +180,14 @@ class CellGraphBuilder:
                 keys, window = gk
                 keep = (flags & (FLAG_TFTG | FLAG_COEXPR)) != 0
             rows = np.repeat(np.arange(n), np.diff(self._indptr))
-            both = keep & ((flags & FLAG_POS) != 0) if keys is not None else np.zeros(len(flags), bool)
-            self._both_gene = np.zeros(n, dtype=bool)  # genes with a stored position edge
-            self._both_gene[rows[both]] = True
-            self._both_gene[np.asarray(self._indices)[both]] = True
             counts = np.bincount(rows[keep], minlength=n)
             indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            self._batch_index = (indptr, np.asarray(self._indices)[keep].astype(np.int64),
-                                 np.flatnonzero(keep), keys, window)
+            indices = np.asarray(self._indices)[keep].astype(np.int64)
+            self._stored_src = counts > 0  # genes with a stored edge out / in
+            self._stored_dst = np.zeros(n, dtype=bool)
+            self._stored_dst[indices] = True
+            self._genome_bits = int(keys.max() + window).bit_length() if keys is not None else 0
+            self._batch_index = (indptr, indices, np.flatnonzero(keep), keys, window)
         return self._batch_index
 
     def induced_edges(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -309,67 +311,155 @@ class CellGraphBuilder:
             num_nodes=n_nodes,
         )
 
-    def _batch_gene_edges(self, genes: np.ndarray, cell_of: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Gene–gene edges of every cell of a batch, in :meth:`build`'s order.
+    def _batch_gene_edges(self, genes: np.ndarray, cell_of: np.ndarray, gnode: np.ndarray,
+                          gene_node: np.ndarray, lay: EdgeKeyLayout
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Gene–gene edges of the cells of a batch, as sorted edge keys.
 
-        ``genes`` are the batch's genes concatenated cell by cell, ``cell_of`` their cell.
-        Returns ``src, dst`` (positions in ``genes``), ``flags``, ``corr`` and clipped
-        ``pos`` per edge, sorted by source position, then target vocabulary id (the CSR
-        order :meth:`induced_edges` reads them in).
+        Parameters
+        ----------
+        genes, cell_of, gnode
+            The batch's genes concatenated cell by cell, their cell and their node index.
+        gene_node
+            Vocabulary id of every node.
+        lay
+            Key layout (:class:`~cgc.graph_batch.EdgeKeyLayout`).
+
+        Returns
+        -------
+        keys : numpy.ndarray
+            Sorted edge keys: :meth:`build`'s order (source node, then target vocabulary id).
+        s_at, s_flags, s_corr : numpy.ndarray
+            The edges read from storage (TF and co-expression; every edge when positions are
+            not implied): position in ``keys`` (ascending), type flags and correlation. Every
+            other edge is a position edge only (flags ``FLAG_POS``, correlation 0).
+
         """
         indptr, indices, stored_eid, keys, window = self._batch_tables()
-        n_vocab = np.int64(self.priors.n_genes)
-        # stored edges (TF, co-expression; everything when positions are not implied)
-        starts = indptr[genes]
-        lens = indptr[genes + 1] - starts
-        total = int(lens.sum())
-        src = np.repeat(np.arange(len(genes)), lens)
-        offs = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-        eid = np.repeat(starts, lens) + offs
-        ck = cell_of * n_vocab + genes
-        order = np.argsort(ck, kind="stable")
-        sck = ck[order]
-        q = cell_of[src] * n_vocab + indices[eid]
-        at = np.minimum(np.searchsorted(sck, q), max(len(sck) - 1, 0))
-        found = sck[at] == q if len(sck) else np.zeros(0, bool)
-        src, dst, eid = src[found], order[at[found]], stored_eid[eid[found]]
-        flags, corr, pos = self._flags[eid], self._corr[eid], self._pos[eid]
-        if keys is not None and len(genes):
-            k = keys[genes]
-            idx = np.flatnonzero(k >= 0)  # genes with a position, in batch order
-            stride = np.int64(keys.max() + window + 1)
-            kk = cell_of[idx] * stride + k[idx]
-            o = np.argsort(kk)
-            sk, sidx = kk[o], idx[o]
-            lo = np.searchsorted(sk, sk - (window - 1), side="left")
-            hi = np.searchsorted(sk, sk + (window - 1), side="right")
-            rank = np.empty(len(o), dtype=np.int64)
-            rank[o] = np.arange(len(o))
-            lo, hi = lo[rank], hi[rank]  # per gene of idx, in batch order
-            cnt = hi - lo - 1
-            n_pairs = int(cnt.sum())
-            ps = np.repeat(idx, cnt)  # grouped by source in batch order
-            at = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(n_pairs)
-            self_at = np.repeat(rank, cnt)
-            at += at >= self_at  # skip the gene itself
-            pd_ = sidx[at]
-            po = np.clip(sk[at] - sk[self_at], -self.config.pos_window, self.config.pos_window)
-            both = (flags & FLAG_POS) != 0  # stored edges that are position edges too
-            if both.any():
-                g = np.int64(len(genes))
-                cand = np.flatnonzero(self._both_gene[genes[ps]] & self._both_gene[genes[pd_]])
-                dup = cand[np.isin(ps[cand] * g + pd_[cand], src[both] * g + dst[both])]
-                keep = np.ones(len(ps), dtype=bool)
-                keep[dup] = False
-                ps, pd_, po = ps[keep], pd_[keep], po[keep]
-            src = np.concatenate([src, ps])
-            dst = np.concatenate([dst, pd_])
-            flags = np.concatenate([flags, np.full(len(ps), FLAG_POS, flags.dtype)])
-            corr = np.concatenate([corr, np.zeros(len(ps), corr.dtype)])
-            pos = np.concatenate([pos, po])
-        o = np.argsort(src * n_vocab + genes[dst], kind="stable")
-        return src[o], dst[o], flags[o], corr[o], pos[o]
+        pw = self.config.pos_window
+        if not len(genes):
+            e = np.zeros(0, np.int64)
+            return e, e, self._flags[:0], self._corr[:0]
+        nb, vb = lay.node_bits, lay.vocab_bits
+        # stored edges: CSR rows of the genes that have any; a target is kept when its cell
+        # holds it (a bit set of cells per gene filters, a sort of (cell, gene) locates it)
+        sel = np.flatnonzero(self._stored_src[genes])
+        starts = indptr[genes[sel]]
+        lens = indptr[genes[sel] + 1] - starts
+        src_i = np.repeat(sel, lens)
+        eidx = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        tgt = indices[eidx]
+        mem = np.flatnonzero(self._stored_dst[genes])
+        cm = cell_of[mem]
+        if int(cell_of[-1]) < 64:
+            bits = np.zeros(self.priors.n_genes, dtype=np.uint64)
+            np.bitwise_or.at(bits, genes[mem], np.left_shift(np.uint64(1), cm.astype(np.uint64)))
+            hit = np.flatnonzero((bits[tgt] >> cell_of[src_i].astype(np.uint64)) & np.uint64(1))
+            src_i, eidx, tgt = src_i[hit], eidx[hit], tgt[hit]
+        mk = np.sort((((cm << vb) | genes[mem]) << nb) | gnode[mem])
+        q = ((cell_of[src_i] << vb) | tgt) << nb
+        at = np.minimum(np.searchsorted(mk, q), max(len(mk) - 1, 0))
+        found = (mk[at] >> nb) == (q >> nb) if len(mk) else np.zeros(len(q), bool)
+        eid = stored_eid[eidx[found]]
+        s_flags, s_corr = self._flags[eid], self._corr[eid]
+        s_key = lay.pack(gnode[src_i[found]], tgt[found], self._pos[eid] + pw,
+                         mk[at[found]] & lay.node_mask)
+        if keys is None:
+            out = np.sort(s_key)
+        else:
+            # position edges: pairs of a cell's genes < window apart in genome order
+            kg = keys[genes]
+            idx = np.flatnonzero(kg >= 0)
+            ck = (cell_of[idx] << self._genome_bits) | kg[idx]
+            if self._genome_bits + int(cell_of[-1]).bit_length() + nb <= 63:
+                sk = np.sort((ck << nb) | gnode[idx])
+                sn = sk & lay.node_mask
+                sk >>= nb
+            else:
+                o = np.argsort(ck)
+                sk, sn = ck[o], gnode[idx][o]
+            i, j, d = position_pairs(sk, window)
+            sp = sn << lay.src_shift  # key parts of each gene as a source and as a target
+            dp = (gene_node[sn] << (nb + lay.pos_bits)) | sn
+            off = np.minimum(d, pw)
+            off <<= nb
+            new = s_key[(s_flags & FLAG_POS) == 0]  # stored edges that are not position edges
+            n_p = len(i)
+            out = np.empty(2 * n_p + len(new), dtype=np.int64)
+            fwd, bwd = out[:n_p], out[n_p: 2 * n_p]
+            np.bitwise_or(sp.take(i), dp.take(j), out=fwd)
+            fwd += off
+            fwd += pw << nb
+            np.bitwise_or(sp.take(j), dp.take(i), out=bwd)
+            bwd -= off
+            bwd += pw << nb
+            out[2 * n_p:] = new
+            out.sort()
+        s_at = np.searchsorted(out, s_key)
+        o = np.argsort(s_at)
+        return out, s_at[o], s_flags[o], s_corr[o]
+
+    def _apply_budget(self, keys: np.ndarray, s_at: np.ndarray, s_flags: np.ndarray,
+                      s_corr: np.ndarray, bounds: np.ndarray, n: np.ndarray,
+                      seeds: Sequence[Seed]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Apply the edge budget (SPEC §6) per cell, exactly as :meth:`build` does.
+
+        ``bounds[c]:bounds[c + 1]`` are cell ``c``'s edges in ``keys``; returns ``keys``,
+        ``s_at``, ``s_flags``, ``s_corr`` and ``bounds`` without the dropped edges.
+        """
+        m = np.diff(bounds)
+        budget = (self.config.edge_budget * (n + 1)).astype(np.int64)
+        over = np.flatnonzero(m + 2 * n > budget)
+        if not len(over):
+            return keys, s_at, s_flags, s_corr, bounds
+        kept = self._kept_flags
+        if kept & FLAG_POS or self._batch_tables()[3] is None:
+            opt = s_at[(s_flags & kept) == 0]  # position-only edges are protected
+        else:
+            fl = np.full(len(keys), FLAG_POS, dtype=s_flags.dtype)
+            fl[s_at] = s_flags
+            opt = np.flatnonzero((fl & kept) == 0)
+        ob = np.searchsorted(opt, bounds)
+        n_opt = np.diff(ob)
+        room = np.maximum(0, budget - 2 * n - (m - n_opt))
+        drops = []
+        for c in over[room[over] < n_opt[over]]:
+            optional = opt[ob[c]: ob[c + 1]] - bounds[c]
+            if room[c] or isinstance(seeds[c], np.random.Generator):
+                chosen = as_rng(seeds[c]).choice(optional, size=int(room[c]), replace=False)
+                k = np.ones(len(optional), dtype=bool)
+                k[np.searchsorted(optional, chosen)] = False
+                optional = optional[k]
+            drops.append(optional + bounds[c])
+        if not drops:
+            return keys, s_at, s_flags, s_corr, bounds
+        drop = np.sort(np.concatenate(drops))
+        keep = np.ones(len(keys), dtype=bool)
+        keep[drop] = False
+        ks = keep[s_at]
+        s_at = s_at[ks]
+        s_at = s_at - np.searchsorted(drop, s_at)
+        bounds = bounds - np.searchsorted(drop, bounds)
+        return keys[keep], s_at, s_flags[ks], s_corr[ks], bounds
+
+    def _chunks(self, n: np.ndarray) -> list[tuple[int, int]]:
+        """Runs of cells built together (one run for usual batches).
+
+        At most 64 cells (the membership bit set), few enough nodes that the work stays in
+        cache and that the edge keys fit in 63 bits.
+        """
+        cfg, v = self.config, self.priors.n_genes
+        out, c0, nodes = [], 0, 0
+        for c, k in enumerate((n + 1).tolist()):
+            if nodes and (c - c0 >= _CHUNK_CELLS or nodes + k > _CHUNK_NODES or
+                          not EdgeKeyLayout.for_batch(nodes + k, v, cfg.pos_window).fits):
+                out.append((c0, c))
+                c0, nodes = c, 0
+            nodes += k
+        if not EdgeKeyLayout.for_batch(max(nodes, 1), v, cfg.pos_window).fits:
+            raise ValueError(f"build_batch: a cell of {nodes - 1} genes is too large")
+        return [*out, (c0, len(n))]
 
     def build_batch(self, cells: Sequence[CellInput], seeds: Sequence[Seed] | None = None
                     ) -> Batch:
@@ -397,92 +487,102 @@ class CellGraphBuilder:
         seeds = [0] * n_cells if seeds is None else list(seeds)
         if len(seeds) != n_cells:
             raise ValueError(f"build_batch: {n_cells} cells but {len(seeds)} seeds")
-        n = np.array([len(c.genes) for c in cells], dtype=np.int64)
-        genes = (np.concatenate([np.asarray(c.genes, dtype=np.int64) for c in cells])
-                 if n_cells else np.zeros(0, np.int64))
+        gl = [np.asarray(c.genes, dtype=np.int64) for c in cells]
+        n = np.array([len(g) for g in gl], dtype=np.int64)
+        genes = np.concatenate(gl) if n_cells else np.zeros(0, np.int64)
         cell_of = np.repeat(np.arange(n_cells, dtype=np.int64), n)
-        gstart = np.cumsum(n) - n
-        node_ptr = np.concatenate([[0], np.cumsum(n + 1)]).astype(np.int64)
-        local = np.arange(len(genes), dtype=np.int64) - np.repeat(gstart, n)
-        gnode = node_ptr[cell_of] + 1 + local
+        node_ptr = np.zeros(n_cells + 1, dtype=np.int64)
+        np.cumsum(n + 1, out=node_ptr[1:])
+        gnode = np.arange(len(genes), dtype=np.int64) + cell_of + 1
         n_nodes = int(node_ptr[-1])
-        if cfg.use_graph:
-            src, dst, flags, corr, pos = self._batch_gene_edges(genes, cell_of)
-            m = np.bincount(cell_of[src], minlength=n_cells).astype(np.int64)
-            budget = (cfg.edge_budget * (n + 1)).astype(np.int64)
-            over = np.flatnonzero(m + 2 * n > budget)
-            if len(over):
-                keep = np.ones(len(src), dtype=bool)
-                mstart = np.cumsum(m) - m
-                for c in over:
-                    sl = slice(int(mstart[c]), int(mstart[c] + m[c]))
-                    protected = (flags[sl] & self._kept_flags) != 0
-                    optional = np.flatnonzero(~protected)
-                    room = max(0, int(budget[c]) - 2 * int(n[c]) - int(protected.sum()))
-                    if room < len(optional):
-                        chosen = as_rng(seeds[c]).choice(optional, size=room, replace=False)
-                        k = protected.copy()
-                        k[chosen] = True
-                        keep[sl] = k
-                src, dst, flags, corr, pos = (x[keep] for x in (src, dst, flags, corr, pos))
-                m = np.bincount(cell_of[src], minlength=n_cells).astype(np.int64)
-            e = m + 2 * n
-            eptr = np.concatenate([[0], np.cumsum(e)]).astype(np.int64)
-            mstart = np.cumsum(m) - m
-            ecell = cell_of[src]
-            p_gene = eptr[ecell] + np.arange(len(src)) - mstart[ecell]
-            p_to = eptr[cell_of] + m[cell_of] + local
-            p_from = p_to + n[cell_of]
+        gene = np.full(n_nodes, self.priors.vocab.cls_id, dtype=np.int64)
+        gene[gnode] = genes
+        pw = cfg.pos_window
+        if cfg.use_graph and n_cells:
+            parts = []
+            gstart = node_ptr[:-1] - np.arange(n_cells)
+            for c0, c1 in self._chunks(n):
+                base, g0, g1 = int(node_ptr[c0]), int(gstart[c0]), int(gstart[c1 - 1] + n[c1 - 1])
+                lay = EdgeKeyLayout.for_batch(int(node_ptr[c1]) - base, self.priors.n_genes, pw)
+                keys, s_at, s_flags, s_corr = self._batch_gene_edges(
+                    genes[g0:g1], cell_of[g0:g1] - c0, gnode[g0:g1] - base,
+                    gene[base: node_ptr[c1]], lay)
+                bounds = np.searchsorted(keys, (node_ptr[c0: c1 + 1] - base) << lay.src_shift)
+                keys, s_at, s_flags, s_corr, bounds = self._apply_budget(
+                    keys, s_at, s_flags, s_corr, bounds, n[c0:c1], seeds[c0:c1])
+                parts.append((c0, c1, base, lay, keys, s_at, s_flags, s_corr, bounds))
+            m = np.concatenate([np.diff(p[-1]) for p in parts])
+            eptr = np.zeros(n_cells + 1, dtype=np.int64)
+            np.cumsum(m + 2 * n, out=eptr[1:])
             n_edges = int(eptr[-1])
             ei = np.empty((2, n_edges), dtype=np.int64)
-            ei[0, p_gene], ei[1, p_gene] = gnode[src], gnode[dst]
-            cnode = node_ptr[cell_of]
-            ei[0, p_to], ei[1, p_to] = gnode, cnode
-            ei[0, p_from], ei[1, p_from] = cnode, gnode
-            kind = np.empty(n_edges, dtype=np.int64)
-            kind[p_gene], kind[p_to], kind[p_from] = EDGE_GENE, EDGE_TO_CELL, EDGE_FROM_CELL
+            epos = np.full(n_edges, pw, dtype=np.int64)
             tftg = np.zeros(n_edges, dtype=np.int64)
-            tftg[p_gene] = (flags & FLAG_TFTG) != 0
             ecorr = np.zeros(n_edges, dtype=np.float32)
-            ecorr[p_gene] = corr
-            epos = np.full(n_edges, cfg.pos_window, dtype=np.int64)
-            epos[p_gene] = pos + cfg.pos_window
+            kind = np.repeat(np.tile(np.array([EDGE_GENE, EDGE_TO_CELL, EDGE_FROM_CELL],
+                                              dtype=np.int64), n_cells),
+                             np.stack([m, n, n], axis=1).ravel())
+            src_all, dst_all = ei
+            for c0, c1, base, lay, keys, s_at, s_flags, s_corr, bounds in parts:
+                src = lay.src(keys)
+                src += base
+                dst = lay.dst(keys)
+                dst += base
+                pos = lay.pos(keys)
+                # gene edge i of cell c goes to eptr[c] + i - bounds[c]
+                shift = eptr[c0:c1] - bounds[:-1]
+                s_cell = np.searchsorted(bounds, s_at, side="right") - 1
+                s_out = s_at + shift[s_cell]
+                tftg[s_out] = (s_flags & FLAG_TFTG) != 0
+                ecorr[s_out] = s_corr
+                b, e, p, cn = bounds.tolist(), eptr[c0:c1 + 1].tolist(), node_ptr.tolist(), n.tolist()
+                for c in range(c0, c1):
+                    k = c - c0
+                    lo, hi, o = b[k], b[k + 1], e[k]
+                    mid = o + hi - lo
+                    end = mid + cn[c]
+                    src_all[o:mid] = src[lo:hi]
+                    dst_all[o:mid] = dst[lo:hi]
+                    epos[o:mid] = pos[lo:hi]
+                    g = gnode[p[c] - c: p[c] - c + cn[c]]
+                    src_all[mid:end] = g
+                    dst_all[mid:end] = p[c]
+                    src_all[end:end + cn[c]] = p[c]
+                    dst_all[end:end + cn[c]] = g
         else:
             eptr = np.zeros(n_cells + 1, dtype=np.int64)
             ei = np.zeros((2, 0), dtype=np.int64)
             kind = tftg = epos = np.zeros(0, dtype=np.int64)
             ecorr = np.zeros(0, dtype=np.float32)
 
-        def node(field: str, fill: float, dtype: torch.dtype) -> torch.Tensor:
-            out = torch.full((n_nodes,), fill, dtype=dtype)
-            parts = [getattr(c, field) for c in cells]
-            have = [i for i, a in enumerate(parts) if a is not None]
-            if have:
-                idx = np.concatenate([gnode[gstart[i]: gstart[i] + n[i]] for i in have])
-                vals = np.concatenate([np.asarray(parts[i]) for i in have])
-                out[torch.as_tensor(idx)] = torch.as_tensor(vals, dtype=dtype)
-            return out
+        bounds_n = list(zip(node_ptr[:-1].tolist(), node_ptr[1:].tolist(), strict=True))
 
-        gene = np.full(n_nodes, self.priors.vocab.cls_id, dtype=np.int64)
-        gene[gnode] = genes
+        def node(field: str, fill: float, dtype: type) -> torch.Tensor:
+            out = np.full(n_nodes, fill, dtype=dtype)
+            for cell, (a, b) in zip(cells, bounds_n, strict=True):
+                v = getattr(cell, field)
+                if v is not None:
+                    out[a + 1: b] = v
+            return torch.from_numpy(out)
+
         is_cell = torch.zeros(n_nodes, dtype=torch.bool)
         is_cell[torch.as_tensor(node_ptr[:-1])] = True
         batch = Batch(_base_cls=Data)
-        batch.edge_index = torch.as_tensor(ei)
-        batch.gene = torch.as_tensor(gene)
-        batch.value = node("values", 0.0, torch.float32)
-        batch.target = node("target", 0.0, torch.float32)
-        batch.mask = node("mask", False, torch.bool)
-        batch.special = node("special", 0, torch.long)
+        batch.edge_index = torch.from_numpy(ei)
+        batch.gene = torch.from_numpy(gene)
+        batch.value = node("values", 0.0, np.float32)
+        batch.target = node("target", 0.0, np.float32)
+        batch.mask = node("mask", False, np.bool_)
+        batch.special = node("special", 0, np.int64)
         batch.is_cell = is_cell
-        batch.edge_tftg = torch.as_tensor(tftg)
-        batch.edge_corr = torch.as_tensor(ecorr)
-        batch.edge_pos = torch.as_tensor(epos)
-        batch.edge_kind = torch.as_tensor(kind)
+        batch.edge_tftg = torch.from_numpy(tftg)
+        batch.edge_corr = torch.from_numpy(ecorr)
+        batch.edge_pos = torch.from_numpy(epos)
+        batch.edge_kind = torch.from_numpy(kind)
         batch.num_nodes = n_nodes
-        batch.batch = torch.as_tensor(np.repeat(np.arange(n_cells, dtype=np.int64), n + 1))
-        batch.ptr = torch.as_tensor(node_ptr)
-        nptr, eptr_t = torch.as_tensor(node_ptr), torch.as_tensor(eptr)
+        batch.batch = torch.from_numpy(np.repeat(np.arange(n_cells, dtype=np.int64), n + 1))
+        batch.ptr = torch.from_numpy(node_ptr)
+        nptr, eptr_t = torch.from_numpy(node_ptr), torch.from_numpy(eptr)
         zeros = torch.zeros(n_cells, dtype=torch.long)
         node_keys = ("gene", "value", "target", "mask", "special", "is_cell")
         edge_keys = ("edge_index", "edge_tftg", "edge_corr", "edge_pos", "edge_kind")
