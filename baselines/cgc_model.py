@@ -20,6 +20,11 @@
   scGPT-style domain adaptation (batch discriminator behind gradient reversal) and elastic
   cell similarity (threshold 0.8), SPEC §5.3; ``embed_cells`` returns ``h_c``.
 * **annotation** — 3-layer MLP on ``h_c``, cross-entropy, the encoder fine-tuned with it.
+  With the official weights: the official recipe (``exps/cellAnno.sh``; the official
+  ``ClsDecoder`` on the ``<cls>`` output, 40 × cross-entropy, 40 % input masking, dropout 0.2,
+  Adam at ``lr`` for every parameter, batch ``official_batch_size`` 32, warm-up
+  ``official_warmup_steps`` 500 then ×0.995 every 100 updates, ``classifier_epochs``), see
+  :mod:`cgc.finetune.official`.
 * **perturbation** — special token 1 marks the perturbed genes of a control cell's graph (a
   panel of the data's genes, zeros included); a shared per-gene MLP decoder predicts each
   gene's post-perturbation value, MSE loss (eq. 14); predictions average over control cells.
@@ -156,10 +161,16 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         pre-trained on the local corpus and cached (see the module docstring). A **file** is
         the official CGCompass release (``CGCompass_pretrain_weights.pt``), run with the
         architecture profile ``official`` (:mod:`baselines.cgc_official`): cell and gene
-        embeddings, zero-shot.
+        embeddings zero-shot, annotation fine-tuned with the official recipe.
     official_text, official_vocab
         With the official weights: the release's ``embeding.pickle`` (required by the
         summary-embedding encoder) and ``vocab.json`` (default: card ``cgc_vocab``).
+    official_batch_size, official_warmup_steps, official_mask_ratio
+        Annotation fine-tuning of the official weights: cells per optimiser step (official 32;
+        ``batch_size``/``grad_accum``/``head_lr`` are the cgcbench-checkpoint recipe), linear
+        warm-up updates before the ×0.995-per-100-updates decay (official 500) and the fraction
+        of gene values masked in training inputs (official 0.4). ``lr``,
+        ``classifier_epochs``, ``max_steps`` and ``max_cells`` apply as for a cgcbench checkpoint.
     pretrained
         ``False``: same architecture and priors, random weights (``no-pretrain``).
     use_graph, edge_types, node_features
@@ -269,6 +280,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         device: str | None = None,
         official_text: str | None = None,
         official_vocab: str | None = None,
+        official_batch_size: int = 32,
+        official_warmup_steps: int = 500,
+        official_mask_ratio: float = 0.4,
         **kwargs: Any,
     ) -> None:
         quick = bool(kwargs.get("quick", False))
@@ -316,7 +330,14 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "device": device,
             "official_text": official_text,
             "official_vocab": official_vocab,
+            "official_batch_size": int(official_batch_size),
+            "official_warmup_steps": int(official_warmup_steps),
+            "official_mask_ratio": float(official_mask_ratio),
         }
+        if not 0.0 <= settings["official_mask_ratio"] < 1.0:
+            raise InputError(f"cgc: official_mask_ratio={official_mask_ratio!r}; use a fraction in [0, 1)")
+        if settings["official_batch_size"] < 1 or settings["official_warmup_steps"] < 0:
+            raise InputError("cgc: official_batch_size must be >= 1 and official_warmup_steps >= 0")
         if settings["gene_readout"] not in ("token", "text", "node"):
             raise InputError(f"cgc: gene_readout={gene_readout!r}; use 'token' (emb_g, the paper's), "
                              "'text' or 'node' (token + text terms of eq. 1)")
@@ -340,6 +361,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._eval_datasets: tuple[str, ...] = ()
         self._panel_ids: np.ndarray | None = None
         self._official: Any = None
+        self._official_cls: dict[str, Any] | None = None
         self._fit_cells: tuple[ad.AnnData, str] | None = None
 
     requires = ("torch_geometric",)
@@ -684,6 +706,9 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         """Cell embeddings ``h_c`` (of the fine-tuned model when ``fit``/``fit_classifier`` ran)."""
         runner = self.official()
         if runner is not None:
+            if self._official_cls is not None:  # the fine-tuned model, on the reference's genes
+                c = self._official_cls
+                return runner.embed_cells(adata, model=c["model"], reference=c["cells"])
             return runner.embed_cells(adata)
         model = self._cell_model or self.model
         cm = self._cells(adata)
@@ -691,10 +716,15 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
 
     # ------------------------------------------------------------------------------ annotation
     def fit_classifier(self, reference: ad.AnnData, label_key: str) -> None:
-        """Fine-tune the encoder with a 3-layer MLP on ``h_c`` (cross-entropy, SPEC §5.4)."""
-        self._official_only("annotation fine-tuning")
+        """Fine-tune the encoder with a 3-layer MLP on ``h_c`` (cross-entropy, SPEC §5.4).
+
+        With the official weights: the official annotation recipe (module docstring).
+        """
         if label_key not in reference.obs:
             raise InputError(f"cgc.fit_classifier: label_key={label_key!r} is not a column of obs")
+        if self.official() is not None:
+            self._fit_official_classifier(reference, label_key)
+            return
         self._remember_fit_cells(reference, "reference cells (the annotation training split)")
         cm = self._cells(reference, fit_panel=True)
         rows = self._subsample(cm.n_cells, 2)
@@ -710,8 +740,43 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         self._classifier = (model, head, list(classes))
         self._cell_model = model
 
+    def _fit_official_classifier(self, reference: ad.AnnData, label_key: str) -> None:
+        runner = self.official()
+        rows = self._subsample(reference.n_obs, 2)
+        labels = reference.obs[label_key].astype(str).to_numpy()[rows]
+        classes, y = np.unique(labels, return_inverse=True)
+        settings = TrainSettings(epochs=self.s["classifier_epochs"], batch_size=self.s["official_batch_size"],
+                                 grad_accum=1, lr=self.s["lr"], head_lr=None, max_steps=self.s["max_steps"],
+                                 warmup_steps=self.s["official_warmup_steps"], decay="exponential",
+                                 decay_ratio=0.995, decay_steps=100, grad_clip=1.0)
+        model, head, tl, cells = runner.fit_classifier(reference[rows], y, settings,
+                                                        self.s["official_mask_ratio"])
+        self._record("classifier", tl)
+        self._metrics["n_genes_in_vocab"] = float(len(cells.ids))
+        self._official_cls = {"model": model, "head": head, "classes": list(classes), "cells": cells}
+        self.params["official_mode"] = "fine-tuned (annotation, official recipe)"
+        self.params["official_finetune"] = {
+            "recipe": "exps/cellAnno.sh: ClsDecoder(3 layers) on <cls>, 40 x cross-entropy, "
+                      "Adam(0.9, 0.999), clip 1.0, dropout 0.2, every parameter trained, "
+                      "batch norm in training mode",
+            "lr": self.s["lr"], "batch_size": self.s["official_batch_size"],
+            "warmup_steps": self.s["official_warmup_steps"], "decay": "x0.995 every 100 updates",
+            "mask_ratio": self.s["official_mask_ratio"], "epochs": self.s["classifier_epochs"],
+            "max_steps": self.s["max_steps"], "n_train_cells": int(len(rows)),
+            "n_genes": int(len(cells.ids)),
+            "deviations": "genes (1,200 HVG) and co-expression edges from the reference cells only "
+                          "(official: from all cells before the train/test split); no weight EMA "
+                          "(official --ema-decay 0.999); best epoch by validation cross-entropy on a "
+                          "seeded 10% slice of the reference (official: best checkpoint on its valid split)",
+        }
+
     def predict_labels(self, query: ad.AnnData) -> np.ndarray:
         """Most probable reference label of every query cell."""
+        if self._official_cls is not None:
+            c = self._official_cls
+            logits = self.official().predict_logits(query, c["model"], c["head"], c["cells"])
+            self._metrics["n_query_genes_missing"] = float(self.official().last_missing)
+            return np.asarray(c["classes"], dtype=object)[logits.argmax(1)]
         if self._classifier is None:
             raise RuntimeError("CGCAdapter.predict_labels called before fit_classifier")
         model, head, classes = self._classifier

@@ -23,6 +23,7 @@ arbitrary objects; the TF → target pairs (TRRUST, card ``trrust_human``) and g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,36 @@ from baselines.gene_ids import resource_path, var_gene_ids
 from benchmarks.errors import InputError
 
 N_HVG, N_BINS, CORR_THR, MAX_DIS, EDGE_RATIO = 1200, 51, 0.6, 50, 4
+
+
+@dataclass(frozen=True)
+class OfficialCells:
+    """Cells prepared for the official model: bins, genes and the (shared) graph.
+
+    Attributes
+    ----------
+    X
+        ``[n_cells, n_genes]`` bins (0–50).
+    ids
+        ``[n_genes]`` vocabulary ids (``<cls>`` excluded).
+    edge_index, attr, only_corr
+        :meth:`OfficialCGCRunner.edges` of the genes (``<cls>`` at node 0).
+    n_missing
+        Genes of a reference the cells lack (zero columns).
+
+    """
+
+    X: np.ndarray
+    ids: np.ndarray
+    edge_index: np.ndarray
+    attr: np.ndarray
+    only_corr: np.ndarray
+    n_missing: int = 0
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells."""
+        return int(self.X.shape[0])
 
 
 def _cgc_error(exc: Exception) -> InputError:
@@ -89,6 +120,7 @@ class OfficialCGCRunner:
                 )
             self.text = table
         self.seed = seed
+        self.last_missing = 0
         self.params: dict[str, Any] = {
             "official_config": self.info["config"],
             "official_vocab": str(vocab_path),
@@ -98,8 +130,14 @@ class OfficialCGCRunner:
         }
 
     # ------------------------------------------------------------------ inputs
-    def preprocess(self, adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
-        """Return the ``[n_cells, n_genes]`` binned matrix and the genes' vocabulary ids."""
+    def preprocess(self, adata: ad.AnnData, genes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return the ``[n_cells, n_genes]`` binned matrix and the genes' vocabulary ids.
+
+        ``genes`` (vocabulary ids, e.g. a reference's highly variable genes): bin these genes
+        instead of choosing highly variable ones — normalisation over all vocabulary genes of
+        the data as before, a gene the data lacks is a zero column (counted in
+        ``self.last_missing``). Binning is per cell, so a cell gets the same numbers either way.
+        """
         from baselines.preprocessing import expression_kind
         from baselines.scgpt_model import _scgpt
 
@@ -112,23 +150,35 @@ class OfficialCGCRunner:
         sub.var_names = [str(i) for i in ids[ids >= 0]]
         sub.obs["batch"] = "0"
         raw = expression_kind(adata) == "counts"  # official: log1p only for raw data
-        pre = scgpt.preprocess.Preprocessor(
-            use_key="X",
-            filter_gene_by_counts=0,
-            filter_cell_by_counts=False,
-            normalize_total=True,
-            result_normed_key="X_normed",
-            log1p=raw,
-            result_log1p_key="X_log1p",
-            subset_hvg=min(N_HVG, sub.n_vars) if sub.n_vars > N_HVG else False,
-            hvg_flavor="seurat_v3" if raw else "cell_ranger",
-            binning=N_BINS,
-            result_binned_key="X_binned",
-        )
+        common = {"filter_gene_by_counts": 0, "filter_cell_by_counts": False, "result_binned_key": "X_binned"}
+        if genes is None:
+            steps = [scgpt.preprocess.Preprocessor(
+                use_key="X", normalize_total=True, result_normed_key="X_normed", log1p=raw,
+                result_log1p_key="X_log1p",
+                subset_hvg=min(N_HVG, sub.n_vars) if sub.n_vars > N_HVG else False,
+                hvg_flavor="seurat_v3" if raw else "cell_ranger", binning=N_BINS, **common,
+            )]
+        else:
+            steps = [
+                scgpt.preprocess.Preprocessor(use_key="X", normalize_total=True, result_normed_key="X_normed",
+                                              log1p=raw, result_log1p_key="X_log1p", binning=None, **common),
+                scgpt.preprocess.Preprocessor(use_key="X", normalize_total=False, log1p=False, binning=N_BINS,
+                                              **common),
+            ]
         state = np.random.get_state()  # scGPT's binning spreads ties with np.random: seed it
         np.random.seed(self.seed)
         try:
-            pre(sub, batch_key=None)
+            steps[0](sub, batch_key=None)
+            if genes is not None:
+                normed = sub.layers["X_log1p" if raw else "X_normed"]
+                normed = normed.toarray() if sp.issparse(normed) else np.asarray(normed)
+                where = {int(v): k for k, v in enumerate(sub.var_names.astype(int))}
+                cols = np.array([where.get(int(g), -1) for g in genes])
+                self.last_missing = int((cols < 0).sum())
+                picked = np.where(cols >= 0, normed[:, np.maximum(cols, 0)], 0.0).astype(np.float32)
+                sub = ad.AnnData(picked, obs=sub.obs)
+                sub.var_names = [str(int(g)) for g in genes]
+                steps[1](sub, batch_key=None)
         finally:
             np.random.set_state(state)
         return np.asarray(sub.layers["X_binned"], dtype=np.float32), sub.var_names.astype(int).to_numpy()
@@ -197,37 +247,101 @@ class OfficialCGCRunner:
         out = pd.DataFrame(emb, index=pd.Index([n for n, _ in keep], name="gene"))
         return out[~out.index.duplicated()]
 
-    def embed_cells(self, adata: ad.AnnData, batch_size: int = 8) -> np.ndarray:
-        """``<cls>`` outputs of the official model, ``[n_cells, d_model]``."""
+    def prepare(self, adata: ad.AnnData, reference: OfficialCells | None = None) -> OfficialCells:
+        """Binned cells and their graph: chosen from ``adata``, or on a ``reference``'s genes and graph.
+
+        A query (``reference`` given) is binned on the reference's genes and uses the
+        reference's edges (co-expression measured on the reference only), so nothing of the
+        query reaches the model's inputs of other cells.
+        """
+        if reference is None:
+            X, ids = self.preprocess(adata)
+            edge_index, attr, only_corr = self.edges(X, ids)
+            return OfficialCells(X, ids, edge_index, attr, only_corr)
+        X, ids = self.preprocess(adata, genes=reference.ids)
+        return OfficialCells(X, ids, reference.edge_index, reference.attr, reference.only_corr,
+                             n_missing=self.last_missing)
+
+    def inputs(self, cells: OfficialCells) -> Any:
+        """``inputs(rows, generator)``: :meth:`~cgc.nn.official.OfficialCGC.encode` arguments of ``rows``.
+
+        Every cell gets ``<cls>`` + the genes (value 0 for ``<cls>``, the bins otherwise);
+        when the graph has more than ``4·L`` edges its co-expression edges are sampled
+        (``generator``) ``4·L`` by ``|corr|`` per cell, as the official dataset does.
+        """
         import torch
 
-        X, ids = self.preprocess(adata)
-        edge_index, attr, only_corr = self.edges(X, ids)
         cls_id = self.vocab["<cls>"]
-        gene = torch.as_tensor(np.concatenate([[cls_id], ids]), dtype=torch.long)
+        gene = torch.as_tensor(np.concatenate([[cls_id], cells.ids]), dtype=torch.long)
         L = len(gene)
-        gen = torch.Generator().manual_seed(self.seed)
-        n_edges_cap = L * EDGE_RATIO
-        out = np.zeros((X.shape[0], self.model.config.d_model), np.float32)
-        keep_all = torch.as_tensor(~only_corr)
-        weight = torch.as_tensor(np.abs(attr[1]) * only_corr, dtype=torch.float32)
-        with torch.no_grad():
-            for s in range(0, X.shape[0], batch_size):
-                rows = range(s, min(s + batch_size, X.shape[0]))
-                ei, ea = [], []
-                for b, _ in enumerate(rows):
-                    idx = torch.arange(edge_index.shape[1])
-                    if edge_index.shape[1] > n_edges_cap and int((weight > 0).sum()) > n_edges_cap:
-                        sampled = torch.multinomial(weight, n_edges_cap, replacement=False, generator=gen)
-                        idx = torch.unique(torch.cat([idx[keep_all], sampled]))
-                    ei.append(torch.as_tensor(edge_index)[:, idx] + b * L)
-                    ea.append(torch.as_tensor(attr)[:, idx])
-                value = torch.zeros(len(rows), L)
-                value[:, 1:] = torch.as_tensor(X[list(rows)])
-                g = gene.expand(len(rows), L)
-                text = None if self.text is None else torch.as_tensor(self.text[g.numpy()])
-                h = self.model.encode(
-                    g, value, text=text, pad=None, edge_index=torch.cat(ei, 1), edge_attr=torch.cat(ea, 1)
-                )
-                out[s : s + len(rows)] = h[:, 0].numpy()
-        return out
+        cap = L * EDGE_RATIO
+        edge_index = torch.as_tensor(cells.edge_index)
+        attr = torch.as_tensor(cells.attr)
+        keep_all = torch.as_tensor(~cells.only_corr)
+        weight = torch.as_tensor(np.abs(cells.attr[1]) * cells.only_corr, dtype=torch.float32)
+        sample = edge_index.shape[1] > cap and int((weight > 0).sum()) > cap
+        text = None if self.text is None else torch.as_tensor(self.text[gene.numpy()])
+
+        def make(rows: np.ndarray, gen: torch.Generator) -> dict[str, Any]:
+            rows = np.asarray(rows)
+            ei, ea = [], []
+            for b in range(len(rows)):
+                idx = torch.arange(edge_index.shape[1])
+                if sample:
+                    sampled = torch.multinomial(weight, cap, replacement=False, generator=gen)
+                    idx = torch.unique(torch.cat([idx[keep_all], sampled]))
+                ei.append(edge_index[:, idx] + b * L)
+                ea.append(attr[:, idx])
+            value = torch.zeros(len(rows), L)
+            value[:, 1:] = torch.as_tensor(cells.X[rows])
+            return {
+                "gene": gene.expand(len(rows), L),
+                "value": value,
+                "text": None if text is None else text.expand(len(rows), *text.shape),
+                "pad": None,
+                "edge_index": torch.cat(ei, 1),
+                "edge_attr": torch.cat(ea, 1),
+            }
+
+        return make
+
+    def embed_cells(self, adata: ad.AnnData, batch_size: int = 8, model: Any = None,
+                    reference: OfficialCells | None = None) -> np.ndarray:
+        """``<cls>`` outputs of the official model (or of a fine-tuned ``model``), ``[n_cells, d_model]``."""
+        from cgc.finetune.official import official_cell_outputs
+
+        cells = self.prepare(adata, reference)
+        return official_cell_outputs(model if model is not None else self.model, self.inputs(cells),
+                                     cells.n_cells, seed=self.seed, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ annotation
+    def fit_classifier(self, reference: ad.AnnData, labels: np.ndarray, settings: Any,
+                       mask_ratio: float) -> tuple[Any, Any, Any, OfficialCells]:
+        """Fine-tune a copy of the official model with the official ``ClsDecoder`` (official recipe).
+
+        Returns the fine-tuned model, its head, the :class:`~cgc.finetune.TrainLog` and the
+        reference cells (their genes and graph serve the query). See
+        :mod:`cgc.finetune.official`.
+        """
+        import copy
+
+        import torch
+
+        from cgc.finetune.official import train_official_classifier
+        from cgc.nn.official import official_cls_decoder
+
+        cells = self.prepare(reference)
+        torch.manual_seed(self.seed)  # head initialisation and dropout
+        model = copy.deepcopy(self.model)
+        head = official_cls_decoder(model.config.d_model, int(labels.max()) + 1)
+        log = train_official_classifier(model, head, self.inputs(cells), labels, settings, seed=self.seed,
+                                        mask_ratio=mask_ratio)
+        return model, head, log, cells
+
+    def predict_logits(self, query: ad.AnnData, model: Any, head: Any,
+                       reference: OfficialCells) -> np.ndarray:
+        """Class logits of the query cells (binned on the reference's genes, its graph)."""
+        from cgc.finetune.official import official_cell_outputs
+
+        cells = self.prepare(query, reference)
+        return official_cell_outputs(model, self.inputs(cells), cells.n_cells, seed=self.seed, fn=head)

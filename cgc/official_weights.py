@@ -15,7 +15,8 @@ Uni-Core's ``ScModel`` — names under ``model.`` — either bare or inside a Un
 * :func:`config_from_state` reads the sizes from the tensors' shapes (``nhead`` is not in any
   shape: the checkpoint's ``args.nhead``, else the release's 8).
 * :func:`load_official` = all of the above plus a strict load that names the first missing,
-  unexpected or mis-shaped parameter.
+  unexpected or mis-shaped parameter; :func:`official_state_dict` is the way back (a model's
+  tensors under the official names, the layout the release is saved in).
 * :func:`read_official_vocab` (``vocab.json``: token → id) and :func:`read_text_embeddings`
   (``embeding.pickle``: a pandas Series of 768-d arrays indexed by vocabulary id, read by an
   allow-list unpickler that rebuilds only pandas/NumPy containers).
@@ -203,6 +204,29 @@ def map_official_names(state: Mapping[str, Tensor], where: str = "state dict") -
                 f"{where}: parameter {name!r} is not part of the official GeneModel; the file is not "
                 "the CGCompass release, or of a version this loader does not know"
             )
+    return out
+
+
+def official_state_dict(model: OfficialCGC) -> dict[str, Tensor]:
+    """The state dict of ``model`` under the official ``ScModel`` names (``model.`` prefix).
+
+    The inverse of :func:`map_official_names`: ``torch.save({"model": official_state_dict(m)},
+    path)`` writes a file in the release's layout that :func:`load_official` reads back
+    exactly (a fine-tuned or a freshly built official-profile model).
+
+    Raises
+    ------
+    CheckpointError
+        A parameter has no official name (a module the official ``GeneModel`` does not have).
+
+    """
+    fast = model.config.fast_transformer
+    out: dict[str, Tensor] = {}
+    for name, value in model.state_dict().items():
+        official = _official_name(name, fast)
+        if official == name:
+            raise CheckpointError(f"parameter {name!r} has no name in the official GeneModel")
+        out[official] = value.detach().clone()
     return out
 
 

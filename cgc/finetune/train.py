@@ -59,6 +59,14 @@ class TrainSettings:
         Gradient-norm clipping (``None`` disables it).
     freeze_encoder
         Train only the head (the CGC encoder is kept fixed).
+    warmup_steps
+        Linear warm-up over this many optimiser steps instead of ``warmup_frac`` of them.
+    decay
+        After warm-up: ``"cosine"`` (to ``min_lr_frac``) or ``"exponential"``, Uni-Core's
+        ``exponential_decay`` with ``--stair-decay`` as the official CGC scripts run it: the
+        peak rate × ``decay_ratio ** (step // decay_steps)``.
+    decay_ratio, decay_steps
+        Of the exponential decay (official: 0.995 every 100 steps).
 
     """
 
@@ -74,6 +82,14 @@ class TrainSettings:
     val_fraction: float = 0.1
     grad_clip: float | None = 1.0
     freeze_encoder: bool = False
+    warmup_steps: int | None = None
+    decay: str = "cosine"
+    decay_ratio: float = 0.995
+    decay_steps: int = 100
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("cosine", "exponential"):
+            raise ValueError(f"TrainSettings.decay={self.decay!r}; use 'cosine' or 'exponential'")
 
 
 @dataclass
@@ -123,11 +139,14 @@ def mean_batch_loss(graphs: Sequence[Data], device: torch.device, loss_of: Calla
 
 
 def _lr_lambda(total: int, settings: TrainSettings) -> Callable[[int], float]:
-    warm = max(1, int(round(settings.warmup_frac * total)))
+    warm = max(1, int(settings.warmup_steps) if settings.warmup_steps is not None
+               else int(round(settings.warmup_frac * total)))
 
     def f(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
+        if settings.decay == "exponential":
+            return float(settings.decay_ratio ** ((step + 1) // max(1, settings.decay_steps)))
         t = min(1.0, (step - warm) / max(1, total - warm))
         return settings.min_lr_frac + (1 - settings.min_lr_frac) * 0.5 * (1 + np.cos(np.pi * t))
 

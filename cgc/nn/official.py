@@ -17,7 +17,12 @@ every number, so released weights run through this module, not through ``CGCMode
   ``n_edge_layers`` layers (release: 1 each), no feed-forward;
 * **Transformer** — post-norm blocks ``LN(x + attn(x))``, ``LN(x + lin2(relu(lin1(x))))``,
   attention weights packed as FlashMHA's ``Wqkv`` (``[q; k; v]`` rows, heads contiguous);
-* **cell embedding** — the output at position 0 (``<cls>``).
+* **cell embedding** — the output at position 0 (``<cls>``);
+* **dropout** (training only; the official ``ScModel`` default 0.2) where the official modules
+  put it: after the value encoder, after the correlation branch of the edge encoder, on the
+  edge and node updates of every graph layer, on the attention probabilities (FlashMHA
+  ``attention_dropout``), after attention, inside and after the feed-forward. In eval mode
+  (embeddings, predictions) the forward is the one above.
 
 Inputs are padded ``[B, L]`` tensors as the official collater builds them; ``edge_index``
 addresses the flattened ``B·L`` nodes (cell ``b``'s node ``i`` is ``b·L + i``).
@@ -47,7 +52,9 @@ class OfficialConfig:
     ``text_dim``, ``fast_transformer`` (``Wqkv`` names), ``n_domains`` (domain-specific
     batch norm; 0 = one ``BatchNorm1d``), ``n_batch_labels`` (batch encoder; 0 = none) and
     the decoders present (``expr_decoder``, ``expr_zero``, ``mvc_decoder``, ``mvc_zero``,
-    ``n_cls``, ``nlayers_cls``, ``n_dab``, ``nlayers_dab``, ``batch_in_decoder``).
+    ``n_cls``, ``nlayers_cls``, ``n_dab``, ``nlayers_dab``, ``batch_in_decoder``);
+    ``dropout`` is the training-time rate of every dropout layer (official default 0.2; it is
+    not stored in the weights).
     """
 
     ntoken: int
@@ -76,6 +83,7 @@ class OfficialConfig:
     n_dab: int = 0
     nlayers_dab: int = 3
     batch_in_decoder: bool = False
+    dropout: float = 0.2
 
     def to_dict(self) -> dict[str, int | bool]:
         """Plain dict (for records)."""
@@ -101,6 +109,7 @@ class OfficialNodeEncoder(nn.Module):
         self.value_lin1 = nn.Linear(1, d)
         self.value_lin2 = nn.Linear(d, d)
         self.norm_v = nn.LayerNorm(d)
+        self.drop_v = nn.Dropout(c.dropout)
         self.text_lin = nn.Linear(c.text_dim, d) if c.use_embed else None
         self.bn = nn.BatchNorm1d(d, eps=BN_EPS) if c.n_domains == 0 else None
         self.dsbn = (
@@ -114,7 +123,7 @@ class OfficialNodeEncoder(nn.Module):
     def forward(self, gene: Tensor, value: Tensor, text: Tensor | None, domain: int | None = None) -> Tensor:
         """Return ``BN(token + value + text)`` of shape ``[B, L, d]``."""
         v = value.unsqueeze(-1).clamp(max=VALUE_MAX).to(self.value_lin1.weight.dtype)
-        x = self.token(gene) + self.norm_v(self.value_lin2(F.relu(self.value_lin1(v))))
+        x = self.token(gene) + self.drop_v(self.norm_v(self.value_lin2(F.relu(self.value_lin1(v)))))
         if self.text_lin is not None:
             if text is None:
                 raise ValueError("this official model has a summary-embedding encoder: pass text")
@@ -140,13 +149,16 @@ class OfficialEdgeEncoder(nn.Module):
         self.corr_lin1 = nn.Linear(1, d)
         self.corr_lin2 = nn.Linear(d, d)
         self.norm_corr = nn.LayerNorm(d)
+        self.drop_corr = nn.Dropout(c.dropout)
         self.emb_pos = nn.Embedding(2 * c.max_dis + 2, d)
         self.norm_pos = nn.LayerNorm(d)
 
     def forward(self, edge_attr: Tensor) -> Tensor:
         """``edge_attr``: ``[3, E]`` rows (TF–target flag, correlation, position index)."""
         tftg = self.norm_tftg(self.emb_tftg(edge_attr[0].to(torch.int)))
-        corr = self.norm_corr(self.corr_lin2(F.relu(self.corr_lin1(edge_attr[1].unsqueeze(-1)))))
+        corr = self.drop_corr(
+            self.norm_corr(self.corr_lin2(F.relu(self.corr_lin1(edge_attr[1].unsqueeze(-1)))))
+        )
         pos = self.norm_pos(self.emb_pos(edge_attr[2].to(torch.int)))
         return tftg + corr + pos
 
@@ -162,6 +174,9 @@ class OfficialGraphLayer(nn.Module):
         self.node_norm = nn.LayerNorm(d) if c.gnn_layernorm else nn.Identity()
         self.ff_norm = nn.LayerNorm(d) if c.gnn_layernorm else nn.Identity()
         self.edge_norm = nn.LayerNorm(d) if c.gnn_layernorm else nn.Identity()
+        self.drop_edge = nn.Dropout(c.dropout)
+        self.drop_node = nn.Dropout(c.dropout)
+        self.drop_ff = nn.Dropout(c.dropout)
         hid = 4 * d
         ff: list[nn.Module] = []
         if c.n_feedforward == 1:
@@ -177,15 +192,15 @@ class OfficialGraphLayer(nn.Module):
         """Return updated node ``[N, d]`` and edge ``[E, d]`` states."""
         src, dst = edge_index
         if len(self.edge_msg):
-            e = self.edge_norm(e + self.edge_msg(torch.cat([x[src], e, x[dst]], dim=-1)))
+            e = self.edge_norm(e + self.drop_edge(self.edge_msg(torch.cat([x[src], e, x[dst]], dim=-1))))
         m = self.msg(torch.cat([x[src], e, x[dst]], dim=-1))  # PyG: x_j = source, x_i = target
         agg = torch.zeros_like(x).index_add_(0, dst, m)
         cnt = torch.zeros(x.shape[0], 1, dtype=x.dtype, device=x.device).index_add_(
             0, dst, torch.ones_like(m[:, :1])
         )
-        x = self.node_norm(x + agg / cnt.clamp(min=1))
+        x = self.node_norm(x + self.drop_node(agg / cnt.clamp(min=1)))
         if len(self.ff):
-            x = self.ff_norm(x + self.ff(x))
+            x = self.ff_norm(x + self.drop_ff(self.ff(x)))
         return x, e
 
 
@@ -202,6 +217,10 @@ class OfficialBlock(nn.Module):
         self.ff2 = nn.Linear(c.d_hid, d)
         self.norm1 = nn.LayerNorm(d)
         self.norm2 = nn.LayerNorm(d)
+        self.p = c.dropout
+        self.drop_attn = nn.Dropout(c.dropout)
+        self.drop_hid = nn.Dropout(c.dropout)
+        self.drop_ff = nn.Dropout(c.dropout)
 
     def attention(self, x: Tensor, pad: Tensor | None) -> Tensor:
         """Multi-head self-attention; ``pad`` ``[B, L]`` is ``True`` at padding keys."""
@@ -209,13 +228,14 @@ class OfficialBlock(nn.Module):
         h = self.nhead
         q, k, v = self.qkv(x).view(b, n, 3, h, d // h).permute(2, 0, 3, 1, 4)
         mask = None if pad is None or not bool(pad.any()) else ~pad[:, None, None, :]
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        p = self.p if self.training else 0.0
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         return self.out(o.transpose(1, 2).reshape(b, n, d))
 
     def forward(self, x: Tensor, pad: Tensor | None) -> Tensor:
         """``LN(x + attn)`` then ``LN(x + ff)``."""
-        x = self.norm1(x + self.attention(x, pad))
-        return self.norm2(x + self.ff2(F.relu(self.ff1(x))))
+        x = self.norm1(x + self.drop_attn(self.attention(x, pad)))
+        return self.norm2(x + self.drop_ff(self.ff2(self.drop_hid(F.relu(self.ff1(x))))))
 
 
 class _Mlp(nn.Module):
@@ -233,6 +253,22 @@ class _Mlp(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.out(x)
+
+
+def official_cls_decoder(d_model: int, n_cls: int, nlayers: int = 3) -> nn.Module:
+    """The official ``ClsDecoder`` (``nlayers_cls`` 3): ``(Linear, ReLU, LayerNorm) × 2`` then ``Linear``.
+
+    Parameters
+    ----------
+    d_model
+        Width of the cell embedding (the ``<cls>`` output) it reads.
+    n_cls
+        Number of classes.
+    nlayers
+        Linear layers (official default 3).
+
+    """
+    return _Mlp(d_model, n_cls, nlayers, nn.ReLU)
 
 
 class OfficialCGC(nn.Module):

@@ -368,3 +368,74 @@ def test_prior_file_readers(tmp_path: Path, shared_data: Path) -> None:
     bad.write_bytes(pickle.dumps(Hostile()))
     with pytest.raises(InputFileError, match="refused to unpickle builtins.print"):
         read_text_embeddings(bad)
+
+
+def test_official_state_dict_round_trips_through_the_release_layout(tmp_path: Path) -> None:
+    """official_state_dict writes every tensor under its official name; load_official reads it back."""
+    from cgc.official_weights import official_state_dict
+
+    state = official_state(2)
+    model, _ = build_from_official_state(state, {"nhead": NHEAD})
+    back = official_state_dict(model)
+    assert set(back) == set(state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+    path = tmp_path / "CGCompass_pretrain_weights.pt"
+    torch.save({"model": back}, path)  # the Uni-Core layout: torch.load(path)["model"]
+    again, info = load_official(path, nhead=NHEAD)
+    assert info["coverage"] == 1.0
+    g = _graph()
+    kw = {k: g[k] for k in ("text", "pad", "edge_index", "edge_attr")}
+    with torch.no_grad():
+        torch.testing.assert_close(again.encode(g["gene"], g["value"], **kw),
+                                   model.encode(g["gene"], g["value"], **kw), rtol=0, atol=0)
+
+
+def test_official_dropout_acts_in_training_only() -> None:
+    """Dropout (official 0.2) changes training forwards; eval forwards stay the official equations."""
+    from cgc.official_weights import official_state_dict
+
+    state = official_state(1)
+    model, _ = build_from_official_state(state, {"nhead": NHEAD})
+    assert model.config.dropout == 0.2
+    g = _graph()
+    kw = {k: g[k] for k in ("text", "pad", "edge_index", "edge_attr")}
+    model.train()
+    torch.manual_seed(0)
+    a = model.encode(g["gene"], g["value"], **kw)
+    torch.manual_seed(1)
+    b = model.encode(g["gene"], g["value"], **kw)
+    assert (a - b).abs().max() > 1e-3
+    # the batch norm trained as the official one does: batch statistics, running ones updated
+    assert not torch.allclose(model.node.bn.running_mean, state["model.bn.running_mean"])
+    model.eval()
+    with torch.no_grad():
+        ours = model.encode(g["gene"], g["value"], **kw)
+    real = ~g["pad"]
+    now = official_state_dict(model)
+    torch.testing.assert_close(ours[real], official_forward(now, g)[real], atol=1e-5, rtol=1e-5)
+
+
+def test_mask_values_follows_random_mask_value() -> None:
+    """⌊0.4·n⌋ non-padding gene values per cell become -3; <cls> and padding never do."""
+    from cgc.finetune.official import mask_values
+
+    value = torch.tensor([[0.0, 3, 0, 5, 7, 1, 0, 2, 9, 4, 6],
+                          [0.0, 1, 2, 3, 0, 5, -2, -2, -2, -2, -2]])
+    out = mask_values(value, 0.4, torch.Generator().manual_seed(0))
+    masked = out == -3.0
+    assert masked.sum(1).tolist() == [4, 2]  # int(10·0.4), int(5·0.4): zeros count, padding does not
+    assert not masked[:, 0].any() and (out[1, 6:] == -2.0).all()
+    assert torch.equal(out[~masked], value[~masked])
+    again = mask_values(value, 0.4, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_exponential_schedule_is_unicore_stair_decay() -> None:
+    """warmup_steps + decay='exponential': linear warm-up, then 0.995 ** (update // 100)."""
+    from cgc.finetune.train import TrainSettings, _lr_lambda
+
+    f = _lr_lambda(10_000, TrainSettings(warmup_steps=500, decay="exponential"))
+    assert f(0) == pytest.approx(1 / 500) and f(249) == pytest.approx(0.5) and f(499) == 1.0
+    assert f(500) == pytest.approx(0.995**5) and f(1199) == pytest.approx(0.995**12)
+    with pytest.raises(ValueError, match="decay"):
+        TrainSettings(decay="linear")

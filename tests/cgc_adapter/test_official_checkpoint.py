@@ -60,8 +60,8 @@ def test_official_weights_give_cell_embeddings(release, pbmc68k_raw) -> None:
     np.testing.assert_array_equal(z, again)
     genes = adapter.embed_genes(["CD3E", "LYZ", "NOT_A_GENE"])
     assert list(genes.index) == ["CD3E", "LYZ"]
-    with pytest.raises(InputError, match="annotation fine-tuning with the official CGCompass weights"):
-        adapter.fit_classifier(cells, "bulk_labels")
+    with pytest.raises(InputError, match="perturbation fine-tuning with the official CGCompass weights"):
+        adapter.fit_perturbation(cells, "condition")
 
 
 def test_official_graph_follows_graph_generate(release, pbmc68k_raw) -> None:
