@@ -12,7 +12,8 @@ Losses
     :func:`perturbation_loss` (eq. 14), :class:`KnockoutLoss` (regression / two-step).
 Loops
     :func:`finetune_masked`, :func:`train_classifier`, :func:`train_decoder`, with
-    :class:`TrainSettings` and :class:`TrainLog`.
+    :class:`TrainSettings` and :class:`TrainLog`; :func:`train_official_classifier` (the
+    official CGCompass network, official annotation recipe, :mod:`cgc.finetune.official`).
 """
 
 from cgc.finetune.data import (
@@ -25,6 +26,7 @@ from cgc.finetune.data import (
 )
 from cgc.finetune.heads import BatchDiscriminator, CellClassifierHead, GeneDecoder
 from cgc.finetune.losses import ecs_loss, focal_loss, grad_reverse, sample_negatives
+from cgc.finetune.official import mask_values, official_cell_outputs, train_official_classifier
 from cgc.finetune.train import (
     KnockoutLoss,
     TrainLog,
@@ -58,10 +60,13 @@ __all__ = [
     "focal_loss",
     "grad_reverse",
     "map_matrix",
+    "mask_values",
+    "official_cell_outputs",
     "panel_graph",
     "perturbation_loss",
     "run_loop",
     "sample_negatives",
     "train_classifier",
     "train_decoder",
+    "train_official_classifier",
 ]

@@ -68,10 +68,10 @@ def pbmc_split(pbmc68k_raw: ad.AnnData) -> tuple[ad.AnnData, ad.AnnData]:
 
 def _adapter(release: tuple[Path, Path], **kw) -> CGCAdapter:
     weights, text = release
-    # the official recipe with a shorter warm-up and a larger rate: 20 epochs of 160 cells are
-    # ~180 updates, where the official 500-update warm-up would never reach the peak rate
-    base = {"seed": 0, "checkpoint": str(weights), "official_text": str(text), "classifier_epochs": 20,
-            "official_warmup_steps": 10, "official_batch_size": 16, "lr": 3e-3}
+    # the official recipe with a shorter warm-up and a larger rate: 10 epochs of 160 cells are
+    # 90 updates, where the official 500-update warm-up would never reach the peak rate
+    base = {"seed": 0, "checkpoint": str(weights), "official_text": str(text), "classifier_epochs": 10,
+            "official_warmup_steps": 10, "official_batch_size": 16, "lr": 5e-3}
     return CGCAdapter(**(base | kw))
 
 
@@ -83,7 +83,7 @@ def test_official_weights_fine_tune_beat_the_majority_control(small_release, pbm
     truth = query.obs["bulk_labels"].astype(str).to_numpy()
     majority = ref.obs["bulk_labels"].astype(str).value_counts().index[0]
     acc, control = float((pred == truth).mean()), float((truth == majority).mean())
-    # measured 0.65 vs 0.25 (seed 0); the old code raised here
+    print(f"official fine-tuning: accuracy {acc:.3f}, majority control {control:.3f}")
     assert acc >= control + 0.2, (acc, control, pd.Series(pred).value_counts().to_dict())
     assert len(set(pred)) >= 3  # not one class
     m = adapter.extra_metrics()
