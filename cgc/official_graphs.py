@@ -327,7 +327,9 @@ class _Meta:
         nbytes = self.unpack("q")
         kinds = {0: "i", 1: "u", 2: "f"}
         if code not in kinds or bits not in (8, 16, 32, 64) or lanes != 1:
-            raise InputFileError(f"{self.where}: DGL graph meta data: unsupported array type {code}/{bits}/{lanes}")
+            raise InputFileError(
+                f"{self.where}: DGL graph meta data: unsupported array type {code}/{bits}/{lanes}"
+            )
         dtype = np.dtype(f"<{kinds[code]}{bits // 8}")
         if nbytes != dtype.itemsize * int(np.prod(shape)):
             raise InputFileError(f"{self.where}: DGL graph meta data: array size does not match its shape")
@@ -382,7 +384,9 @@ def _edges_from_states(states: Any, where: str) -> tuple[int, np.ndarray, np.nda
     elif fmt == _CSR:
         m.unpack("?")  # sorted
         if len(arrs) != 3:
-            raise InputFileError(f"{where}: CSR graph with {len(arrs)} arrays (expected indptr, indices, ids)")
+            raise InputFileError(
+                f"{where}: CSR graph with {len(arrs)} arrays (expected indptr, indices, ids)"
+            )
         indptr, indices, eids = arrs
         if indptr.shape != (n + 1,) or indptr[-1] != indices.size:
             raise InputFileError(f"{where}: CSR graph with an inconsistent indptr")
@@ -400,7 +404,8 @@ def _edges_from_states(states: Any, where: str) -> tuple[int, np.ndarray, np.nda
         raise InputFileError(f"{where}: edge arrays of different shapes {src.shape} / {dst.shape}")
     if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise InputFileError(f"{where}: an edge names a node outside 0..{n - 1}")
-    return n, src.astype(np.int64), dst.astype(np.int64), {"version": version, "format": name, "pinned": pinned}
+    info = {"version": version, "format": name, "pinned": pinned}
+    return n, src.astype(np.int64), dst.astype(np.int64), info
 
 
 def _as_numpy(t: Any, where: str) -> np.ndarray:
@@ -421,7 +426,9 @@ def _frame_columns(frames: Any, where: str, what: str) -> tuple[int | None, dict
         if not isinstance(cst, dict) or cst.get("storage") is None:
             raise InputFileError(f"{where}: {what} feature {key!r} holds no tensor")
         if cst.get("index") is not None:
-            raise InputFileError(f"{where}: {what} feature {key!r} is a lazy view; not a saved official graph")
+            raise InputFileError(
+                f"{where}: {what} feature {key!r} is a lazy view; not a saved official graph"
+            )
         out[str(key)] = _as_numpy(cst["storage"], where)
     rows = state.get("_num_rows")
     return (int(rows) if rows is not None else None), out
@@ -458,7 +465,9 @@ def read_official_graph(path: str | Path) -> OfficialGraph:
     """
     f = Path(path)
     if not f.is_file():
-        raise InputFileError(f"{f}: official graph file not found; pass the release's tf_tg_graph / chromo_graph")
+        raise InputFileError(
+            f"{f}: official graph file not found; pass the release's tf_tg_graph / chromo_graph"
+        )
     where = str(f)
     try:
         with open(f, "rb") as fh:
@@ -474,8 +483,9 @@ def read_official_graph(path: str | Path) -> OfficialGraph:
     except EOFError as exc:
         raise InputFileError(f"{where}: truncated pickle (ends early); download the file again") from exc
     except Exception as exc:  # noqa: BLE001 - any failure of a malformed pickle is a bad input file
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise InputFileError(
-            f"{where}: not a readable official graph pickle ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            f"{where}: not a readable official graph pickle ({type(exc).__name__}: {first})"
         ) from exc
     return _assemble(obj, f)
 
@@ -502,7 +512,9 @@ def _assemble(obj: Any, f: Path) -> OfficialGraph:
         raise InputFileError(f"{where}: edge frame has {n_rows} rows for {src.size} edges")
     for key, val in edata.items():
         if val.shape[0] != src.size:
-            raise InputFileError(f"{where}: edge feature {key!r} has {val.shape[0]} rows for {src.size} edges")
+            raise InputFileError(
+                f"{where}: edge feature {key!r} has {val.shape[0]} rows for {src.size} edges"
+            )
     if not isinstance(s, pd.Series) or not isinstance(s_inv, pd.Series):
         raise InputFileError(f"{where}: elements 2 and 3 must be pandas Series (gene → id, id → gene)")
     if not isinstance(genes, set | frozenset) or not all(isinstance(x, str) for x in genes):
@@ -519,7 +531,8 @@ def _assemble(obj: Any, f: Path) -> OfficialGraph:
     bad = [k for k, v in gene_to_node.items() if node_to_gene.get(v) != k]
     if bad or len(gene_to_node) != n:
         raise InputFileError(
-            f"{where}: tf_s and tf_s_inv disagree (e.g. gene {bad[0] if bad else '?'!r}); not an official graph"
+            f"{where}: tf_s and tf_s_inv disagree (e.g. gene {bad[0] if bad else '?'!r}); "
+            "not an official graph"
         )
     missing = sorted(set(genes) - gene_to_node.keys())
     if missing:
