@@ -134,3 +134,31 @@ def test_query_cells_are_binned_on_the_reference_genes(small_release, pbmc_split
     q = runner.prepare(drop, reference=cells)
     assert q.X.shape == (len(query), len(cells.ids)) and q.n_missing == 1
     assert q.edge_index is cells.edge_index
+
+
+@pytest.mark.slow
+def test_cli_fine_tunes_the_official_release_and_records_it(small_release, tmp_path: Path) -> None:
+    """``cgcbench run annotation --models cgc --model-set cgc.checkpoint=FILE …`` (quick settings)."""
+    import os
+    import subprocess
+    import sys
+
+    weights, text = small_release
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "annotation", "--models", "cgc",
+                           "--datasets", "pbmc68k_reduced", "--quick", "--offline", "--no-plots",
+                           "--model-set", f"cgc.checkpoint={weights}",
+                           "--model-set", f"cgc.official_text={text}",
+                           "--results-dir", str(tmp_path / "res"),
+                           "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fine-tuning (official CGCompass, cell-type classifier): started" in proc.stderr
+    records = list((tmp_path / "res" / "records").rglob("*.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    assert rec["model"]["init"] == "pretrained"
+    assert rec["model"]["checkpoint_sha256"] == sha256_file(weights)
+    assert rec["model"]["params"]["official_mode"] == "fine-tuned (annotation, official recipe)"
+    assert rec["model"]["params"]["official_finetune"]["lr"] == 1e-4  # the official rate by default
