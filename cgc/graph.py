@@ -28,7 +28,7 @@ import torch
 from torch_geometric.data import Batch, Data
 
 from cgc.config import CGCConfig
-from cgc.graph_batch import EdgeKeyLayout, position_pairs
+from cgc.graph_batch import EdgeKeyLayout, position_edge_keys
 from cgc.preprocess import Seed, as_rng
 from cgc.priors.bundle import FLAG_COEXPR, FLAG_POS, FLAG_TFTG, GenePriors
 
@@ -351,11 +351,10 @@ class CellGraphBuilder:
         tgt = indices[eidx]
         mem = np.flatnonzero(self._stored_dst[genes])
         cm = cell_of[mem]
-        if int(cell_of[-1]) < 64:
-            bits = np.zeros(self.priors.n_genes, dtype=np.uint64)
-            np.bitwise_or.at(bits, genes[mem], np.left_shift(np.uint64(1), cm.astype(np.uint64)))
-            hit = np.flatnonzero((bits[tgt] >> cell_of[src_i].astype(np.uint64)) & np.uint64(1))
-            src_i, eidx, tgt = src_i[hit], eidx[hit], tgt[hit]
+        bits = np.zeros(self.priors.n_genes, dtype=np.uint64)  # runs have <= 64 cells
+        np.bitwise_or.at(bits, genes[mem], np.left_shift(np.uint64(1), cm.astype(np.uint64)))
+        hit = np.flatnonzero((bits[tgt] >> cell_of[src_i].astype(np.uint64)) & np.uint64(1))
+        src_i, eidx, tgt = src_i[hit], eidx[hit], tgt[hit]
         mk = np.sort((((cm << vb) | genes[mem]) << nb) | gnode[mem])
         q = ((cell_of[src_i] << vb) | tgt) << nb
         at = np.minimum(np.searchsorted(mk, q), max(len(mk) - 1, 0))
@@ -378,22 +377,10 @@ class CellGraphBuilder:
             else:
                 o = np.argsort(ck)
                 sk, sn = ck[o], gnode[idx][o]
-            i, j, d = position_pairs(sk, window)
             sp = sn << lay.src_shift  # key parts of each gene as a source and as a target
             dp = (gene_node[sn] << (nb + lay.pos_bits)) | sn
-            off = np.minimum(d, pw)
-            off <<= nb
             new = s_key[(s_flags & FLAG_POS) == 0]  # stored edges that are not position edges
-            n_p = len(i)
-            out = np.empty(2 * n_p + len(new), dtype=np.int64)
-            fwd, bwd = out[:n_p], out[n_p: 2 * n_p]
-            np.bitwise_or(sp.take(i), dp.take(j), out=fwd)
-            fwd += off
-            fwd += pw << nb
-            np.bitwise_or(sp.take(j), dp.take(i), out=bwd)
-            bwd -= off
-            bwd += pw << nb
-            out[2 * n_p:] = new
+            out = position_edge_keys(sk, sp, dp, window, pw, nb, extra=new)
             out.sort()
         s_at = np.searchsorted(out, s_key)
         o = np.argsort(s_at)
@@ -452,7 +439,7 @@ class CellGraphBuilder:
         cfg, v = self.config, self.priors.n_genes
         out, c0, nodes = [], 0, 0
         for c, k in enumerate((n + 1).tolist()):
-            if nodes and (c - c0 >= _CHUNK_CELLS or nodes + k > _CHUNK_NODES or
+            if nodes and (c - c0 >= min(_CHUNK_CELLS, 64) or nodes + k > _CHUNK_NODES or
                           not EdgeKeyLayout.for_batch(nodes + k, v, cfg.pos_window).fits):
                 out.append((c0, c))
                 c0, nodes = c, 0
@@ -460,6 +447,37 @@ class CellGraphBuilder:
         if not EdgeKeyLayout.for_batch(max(nodes, 1), v, cfg.pos_window).fits:
             raise ValueError(f"build_batch: a cell of {nodes - 1} genes is too large")
         return [*out, (c0, len(n))]
+
+    def _emit_cells(self, keys: np.ndarray, lay: EdgeKeyLayout, base: int, bounds: list[int],
+                    eptr: list[int], node_ptr: list[int], ei: np.ndarray, epos: np.ndarray
+                    ) -> None:
+        """Write a run of cells' edges into the batch's ``edge_index`` and ``edge_pos``.
+
+        Cell ``c`` (``c``-th of the run) gets its gene edges ``keys[bounds[c]:bounds[c+1]]``
+        decoded at ``eptr[c]``, then its gene→cell and cell→gene edges.
+        """
+        sh, nb, nmask = lay.src_shift, lay.node_bits, lay.node_mask
+        pmask, pw = (1 << lay.pos_bits) - 1, self.config.pos_window
+        src_all, dst_all = ei
+        for c in range(len(bounds) - 1):
+            lo, hi, o, cell = bounds[c], bounds[c + 1], eptr[c], node_ptr[c]
+            mid = o + hi - lo
+            n = node_ptr[c + 1] - cell - 1
+            end = mid + n
+            seg, s_o, d_o, p_o = keys[lo:hi], src_all[o:mid], dst_all[o:mid], epos[o:mid]
+            np.right_shift(seg, sh, out=s_o)
+            np.bitwise_and(seg, nmask, out=d_o)
+            np.right_shift(seg, nb, out=p_o)
+            p_o &= pmask
+            if base:
+                s_o += base
+                d_o += base
+            g = np.arange(cell + 1, cell + 1 + n, dtype=np.int64)
+            src_all[mid:end] = g
+            dst_all[mid:end] = cell
+            src_all[end:end + n] = cell
+            dst_all[end:end + n] = g
+            epos[mid:end + n] = pw
 
     def build_batch(self, cells: Sequence[CellInput], seeds: Sequence[Seed] | None = None
                     ) -> Batch:
@@ -501,12 +519,15 @@ class CellGraphBuilder:
         if cfg.use_graph and n_cells:
             parts = []
             gstart = node_ptr[:-1] - np.arange(n_cells)
+            whole = EdgeKeyLayout.for_batch(n_nodes, self.priors.n_genes, pw)
             for c0, c1 in self._chunks(n):
-                base, g0, g1 = int(node_ptr[c0]), int(gstart[c0]), int(gstart[c1 - 1] + n[c1 - 1])
-                lay = EdgeKeyLayout.for_batch(int(node_ptr[c1]) - base, self.priors.n_genes, pw)
+                # keys hold batch node ids when they fit, else ids relative to the run
+                base = 0 if whole.fits else int(node_ptr[c0])
+                lay = whole if whole.fits else EdgeKeyLayout.for_batch(
+                    int(node_ptr[c1]) - base, self.priors.n_genes, pw)
+                g0, g1 = int(gstart[c0]), int(gstart[c1 - 1] + n[c1 - 1])
                 keys, s_at, s_flags, s_corr = self._batch_gene_edges(
-                    genes[g0:g1], cell_of[g0:g1] - c0, gnode[g0:g1] - base,
-                    gene[base: node_ptr[c1]], lay)
+                    genes[g0:g1], cell_of[g0:g1] - c0, gnode[g0:g1] - base, gene[base:], lay)
                 bounds = np.searchsorted(keys, (node_ptr[c0: c1 + 1] - base) << lay.src_shift)
                 keys, s_at, s_flags, s_corr, bounds = self._apply_budget(
                     keys, s_at, s_flags, s_corr, bounds, n[c0:c1], seeds[c0:c1])
@@ -516,39 +537,20 @@ class CellGraphBuilder:
             np.cumsum(m + 2 * n, out=eptr[1:])
             n_edges = int(eptr[-1])
             ei = np.empty((2, n_edges), dtype=np.int64)
-            epos = np.full(n_edges, pw, dtype=np.int64)
+            epos = np.empty(n_edges, dtype=np.int64)
             tftg = np.zeros(n_edges, dtype=np.int64)
             ecorr = np.zeros(n_edges, dtype=np.float32)
             kind = np.repeat(np.tile(np.array([EDGE_GENE, EDGE_TO_CELL, EDGE_FROM_CELL],
                                               dtype=np.int64), n_cells),
                              np.stack([m, n, n], axis=1).ravel())
-            src_all, dst_all = ei
             for c0, c1, base, lay, keys, s_at, s_flags, s_corr, bounds in parts:
-                src = lay.src(keys)
-                src += base
-                dst = lay.dst(keys)
-                dst += base
-                pos = lay.pos(keys)
                 # gene edge i of cell c goes to eptr[c] + i - bounds[c]
-                shift = eptr[c0:c1] - bounds[:-1]
                 s_cell = np.searchsorted(bounds, s_at, side="right") - 1
-                s_out = s_at + shift[s_cell]
+                s_out = s_at + (eptr[c0:c1] - bounds[:-1])[s_cell]
                 tftg[s_out] = (s_flags & FLAG_TFTG) != 0
                 ecorr[s_out] = s_corr
-                b, e, p, cn = bounds.tolist(), eptr[c0:c1 + 1].tolist(), node_ptr.tolist(), n.tolist()
-                for c in range(c0, c1):
-                    k = c - c0
-                    lo, hi, o = b[k], b[k + 1], e[k]
-                    mid = o + hi - lo
-                    end = mid + cn[c]
-                    src_all[o:mid] = src[lo:hi]
-                    dst_all[o:mid] = dst[lo:hi]
-                    epos[o:mid] = pos[lo:hi]
-                    g = gnode[p[c] - c: p[c] - c + cn[c]]
-                    src_all[mid:end] = g
-                    dst_all[mid:end] = p[c]
-                    src_all[end:end + cn[c]] = p[c]
-                    dst_all[end:end + cn[c]] = g
+                self._emit_cells(keys, lay, base, bounds.tolist(), eptr[c0:c1 + 1].tolist(),
+                                 node_ptr[c0:c1 + 1].tolist(), ei, epos)
         else:
             eptr = np.zeros(n_cells + 1, dtype=np.int64)
             ei = np.zeros((2, 0), dtype=np.int64)

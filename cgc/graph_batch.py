@@ -10,7 +10,7 @@ read back from the sorted keys with shifts and masks instead of gathers. ``edge_
 model's position field (offset clipped to ``pos_window``, plus ``pos_window``).
 
 Position edges are never read from storage: they are the pairs of a cell's genes fewer than
-``window`` genome ranks apart (:func:`position_pairs`).
+``window`` genome ranks apart (:func:`position_edge_keys`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+KEY_BITS = 63  # bits of an edge key (a non-negative int64)
 
 
 class EdgeKeyLayout(NamedTuple):
@@ -46,8 +48,8 @@ class EdgeKeyLayout(NamedTuple):
 
     @property
     def fits(self) -> bool:
-        """Whether a key fits in 63 bits (non-negative ``int64``)."""
-        return 2 * self.node_bits + self.vocab_bits + self.pos_bits <= 63
+        """Whether a key fits in :data:`KEY_BITS` bits (a non-negative ``int64``)."""
+        return 2 * self.node_bits + self.vocab_bits + self.pos_bits <= KEY_BITS
 
     @property
     def src_shift(self) -> int:
@@ -81,48 +83,64 @@ class EdgeKeyLayout(NamedTuple):
         return (keys >> self.node_bits) & ((1 << self.pos_bits) - 1)
 
 
-def position_pairs(sorted_keys: np.ndarray, window: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs of sorted genome keys fewer than ``window`` apart.
+def position_edge_keys(sorted_keys: np.ndarray, src_part: np.ndarray, dst_part: np.ndarray,
+                       window: int, pos_window: int, node_bits: int,
+                       extra: np.ndarray | None = None) -> np.ndarray:
+    """Edge keys of both directions of every pair of genes fewer than ``window`` apart.
 
     Parameters
     ----------
     sorted_keys
-        Non-decreasing genome keys; keys of different cells or chromosomes must differ by at
-        least ``window``.
+        Non-decreasing genome keys of a batch's genes; keys of different cells or chromosomes
+        must differ by at least ``window``.
+    src_part, dst_part
+        Each gene's edge-key part as a source and as a target
+        (:meth:`EdgeKeyLayout.pack` with the other fields zero).
     window
         The position window as stored (pairs ``0 < key_j - key_i < window``).
+    pos_window
+        The model's window: the ``edge_pos`` field is ``clip(key_dst - key_src) + pos_window``.
+    node_bits
+        :attr:`EdgeKeyLayout.node_bits` (the ``edge_pos`` field's shift).
+    extra
+        Further keys appended to the result (saves a copy).
 
     Returns
     -------
-    i, j : numpy.ndarray
-        Positions in ``sorted_keys`` of each pair, ``i < j``.
-    d : numpy.ndarray
-        ``sorted_keys[j] - sorted_keys[i]``.
+    numpy.ndarray
+        Unsorted edge keys, both directions of each pair, then ``extra``.
 
     Notes
     -----
-    The pairs are found by stepping ``t = 1, 2, …`` positions ahead while any key still has a
-    neighbour fewer than ``window`` ahead, so the work is the number of pairs plus the number
-    of keys, not a search per key.
+    The pairs are found by stepping ``t = 1, 2, …`` positions ahead while any gene still has
+    a neighbour fewer than ``window`` ahead, so the work is the number of pairs plus the
+    number of genes, not a search per gene.
 
     """
     n = len(sorted_keys)
-    ii, jj, dd = [], [], []
+    base = pos_window << node_bits
+    parts = []
     act = np.arange(max(n - 1, 0), dtype=np.int64)
     t = 1
     while len(act):
-        j = act + t
-        d = sorted_keys[j]
-        d -= sorted_keys[act]
+        d = sorted_keys.take(act + t)
+        d -= sorted_keys.take(act)
         ok = np.flatnonzero(d < window)  # flatnonzero + take: faster than a boolean mask
         act = act.take(ok)
-        ii.append(act)
-        jj.append(j.take(ok))
-        dd.append(d.take(ok))
+        j = act + t
+        off = np.minimum(d.take(ok), pos_window)
+        off <<= node_bits
+        fwd = src_part.take(act)  # i -> j, offset key_j - key_i
+        fwd |= dst_part.take(j)
+        fwd += off
+        fwd += base
+        bwd = src_part.take(j)  # j -> i
+        bwd |= dst_part.take(act)
+        bwd -= off
+        bwd += base
+        parts += [fwd, bwd]
         t += 1
         act = act[: np.searchsorted(act, n - t - 1, side="right")]  # keep act + t < n
-    if not ii:
-        e = np.zeros(0, np.int64)
-        return e, e, e
-    return np.concatenate(ii), np.concatenate(jj), np.concatenate(dd)
+    if extra is not None:
+        parts.append(extra)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)

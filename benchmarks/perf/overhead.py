@@ -4,7 +4,8 @@ Rows (CPU seconds: ``time.process_time`` in this process, ``RUSAGE_CHILDREN`` fo
 ``k`` interleaved repetitions, median and range ``[min–max]``):
 
 - cell-graph construction, 1,200 genes/cell, paper config: per-cell ``build`` + collate
-  (today) vs ``build_batch``;
+  (today) vs ``build_batch`` (batch sizes ``--graph-batches``, default 64), and with
+  ``--before`` that checkout's ``build_batch`` side by side;
 - small config train step, batch 8: CGC vs ``use_graph=False``, with dense Adam (today) and
   with the row-sparse gene table; peak memory of each in a fresh process;
 - paper config train step at batch 2 and 4 with and without graph (step time, peak memory);
@@ -22,7 +23,7 @@ Rows (CPU seconds: ``time.process_time`` in this process, ``RUSAGE_CHILDREN`` fo
 Usage::
 
     python benchmarks/perf/overhead.py [--data ../shared/data] [--before /path/to/old/checkout]
-        [--reps 5] [--skip paper,cli,coexpr]
+        [--reps 5] [--skip paper,cli,coexpr] [--graph-batches 8,32,64,128]
 
 Not timed assertions: numbers for the issue's table.
 """
@@ -70,30 +71,66 @@ def _interleaved(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, l
     return out
 
 
-def graph_rows(priors, reps: int, n_cells: int = 64) -> list[tuple[str, str]]:
+def _builder_class(before: Path | None):
+    """``CellGraphBuilder`` of ``before``'s ``cgc/graph.py`` (other ``cgc`` modules: this tree's)."""
+    if before is None:
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_cgc_graph_before", before / "cgc" / "graph.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.CellGraphBuilder
+
+
+def graph_rows(priors, reps: int, before: Path | None = None, batch_sizes: tuple[int, ...] = (64,)
+               ) -> list[tuple[str, str]]:
+    """Cell-graph construction, 1,200 genes/cell, paper config (cells per CPU-second).
+
+    Per-cell ``build`` + collate of 64 cells (today's single-cell path) and ``build_batch`` of
+    ``max(64, batch sizes)`` cells in batches of each size, with this tree's builder and, with
+    ``before``, the builder of that checkout (same cells, same seeds, interleaved).
+    """
     from cgc import CellGraphBuilder, CGCConfig
     from cgc.graph import CellInput
     from cgc.preprocess import prepare_cell
 
-    b = CellGraphBuilder(priors, CGCConfig.paper())
+    cfg = CGCConfig.paper()
+    b = CellGraphBuilder(priors, cfg)
+    old_cls = _builder_class(before)
+    n_cells = max(64, *batch_sizes)
     cells = []
     for i, (g, v) in enumerate(_cells(priors, n_cells, 1200, seed=3)):
         c = prepare_cell(g, v, 1200, seed=i)
         cells.append(CellInput(c["genes"], c["input"], c["target"], c["mask"]))
     seeds = list(range(n_cells))
-    t = _interleaved({
-        "old": lambda: b.collate([b.build(*c, seed=s) for c, s in zip(cells, seeds, strict=True)]),
-        "new": lambda: b.build_batch(cells, seeds),
-    }, reps)
-    edges = b.build_batch(cells, seeds).num_edges / n_cells
-    per = {k: [n_cells / x for x in v] for k, v in t.items()}
-    return [
-        ("graph construction, 1,200 genes/cell: per-cell build + collate (today)",
-         _fmt(per["old"], "cells/CPU-s") + f", {edges:.0f} edges/cell"),
-        ("graph construction, 1,200 genes/cell: build_batch",
-         _fmt(per["new"], "cells/CPU-s")
-         + f", speed-up {np.median(per['new']) / np.median(per['old']):.1f}x"),
-    ]
+
+    def batched(builder, bs: int) -> Callable[[], object]:
+        return lambda: [builder.build_batch(cells[s:s + bs], seeds[s:s + bs])
+                        for s in range(0, n_cells, bs)]
+
+    fns: dict[str, Callable[[], object]] = {
+        "per-cell": lambda: b.collate([b.build(*c, seed=s)
+                                       for c, s in zip(cells[:64], seeds[:64], strict=True)])}
+    for bs in batch_sizes:
+        if old_cls is not None:
+            fns[f"before {bs}"] = batched(old_cls(priors, cfg), bs)
+        fns[f"now {bs}"] = batched(b, bs)
+    t = _interleaved(fns, reps)
+    edges = b.build_batch(cells[:64], seeds[:64]).num_edges / 64
+    per = {k: [(64 if k == "per-cell" else n_cells) / x for x in v] for k, v in t.items()}
+    rows = [("graph construction, 1,200 genes/cell: per-cell build + collate (today)",
+             _fmt(per["per-cell"], "cells/CPU-s") + f", {edges:.0f} edges/cell")]
+    for bs in batch_sizes:
+        if old_cls is not None:
+            rows.append((f"graph construction, 1,200 genes/cell: build_batch, batch {bs} (--before)",
+                         _fmt(per[f"before {bs}"], "cells/CPU-s")))
+        vs = (f", {np.median(per[f'now {bs}']) / np.median(per[f'before {bs}']):.1f}x --before"
+              if old_cls is not None else
+              f", speed-up {np.median(per[f'now {bs}']) / np.median(per['per-cell']):.1f}x")
+        rows.append((f"graph construction, 1,200 genes/cell: build_batch, batch {bs} (goal >= 5,000)",
+                     _fmt(per[f"now {bs}"], "cells/CPU-s") + vs))
+    return rows
 
 
 def _setup(bundle: str, paper: bool, use_graph: bool, sparse: bool, batch: int, n_batches: int = 2):
@@ -347,8 +384,10 @@ def main() -> None:
                                  or ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "cgc_perf")
     ap.add_argument("--before", type=Path, default=None,
-                    help="a checkout of the code before the change, for the CLI rows")
+                    help="a checkout of the code before the change, for the CLI and graph rows")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--graph-batches", type=lambda v: tuple(int(x) for x in v.split(",")),
+                    default=(64,), help="comma-separated build_batch sizes of the graph rows")
     ap.add_argument("--skip", default="",
                     help="comma-separated: graph,small,paper,embed,geneformer,cli,coexpr")
     args = ap.parse_args()
@@ -362,7 +401,7 @@ def main() -> None:
     bundle = str(args.cache / "priors")
     rows: list[tuple[str, str]] = []
     sections: list[tuple[str, Callable[[], list[tuple[str, str]]]]] = [
-        ("graph", lambda: graph_rows(priors, args.reps)),
+        ("graph", lambda: graph_rows(priors, args.reps, args.before, args.graph_batches)),
         ("small", lambda: step_rows(bundle, False, 8, args.reps, True)),
         ("paper", lambda: step_rows(bundle, True, 2, max(2, args.reps // 2), False)
          + step_rows(bundle, True, 4, max(2, args.reps // 2), False)),

@@ -70,6 +70,32 @@ def test_build_batch_equals_collated_builds(priors: GenePriors, overrides: dict)
         assert (new.edge_kind == 0).sum() > 1000
 
 
+@pytest.mark.parametrize("split", ["cells", "key_bits"])
+def test_build_batch_in_runs_equals_collated_builds(priors: GenePriors, monkeypatch: pytest.MonkeyPatch,
+                                                    split: str) -> None:
+    """Batches built in several runs of cells (cache-sized runs; node ids too wide for one
+    edge key, so ids relative to each run) give the same graphs, budget included."""
+    import cgc.graph as graph
+    import cgc.graph_batch as graph_batch
+
+    cfg = CGCConfig.small(edge_budget=2.5, edge_budget_types=("tftg", "coexpr", "pos"))
+    cells = _cells(priors, [1200, 3, 600, 0, 1, 250, 1200], seed=4)
+    b = CellGraphBuilder(priors, cfg)
+    runs: list[list[tuple[int, int]]] = []
+    chunks = b._chunks
+    monkeypatch.setattr(b, "_chunks", lambda n: runs.append(chunks(n)) or runs[-1])
+    if split == "cells":
+        monkeypatch.setattr(graph, "_CHUNK_CELLS", 2)
+    else:  # the whole batch (3,261 nodes) needs 12-bit node ids, one 1,200-gene cell 11
+        lay = graph_batch.EdgeKeyLayout.for_batch(1201, priors.n_genes, cfg.pos_window)
+        monkeypatch.setattr(graph_batch, "KEY_BITS", 2 * 11 + lay.vocab_bits + lay.pos_bits)
+    ref = b.collate([b.build(*c, seed=np.random.default_rng([3, i])) for i, c in enumerate(cells)])
+    new = b.build_batch(cells, [np.random.default_rng([3, i]) for i in range(len(cells))])
+    _assert_same_batch(ref, new)
+    assert len(runs[-1]) == (4 if split == "cells" else 2)
+    assert (new.edge_kind == 0).sum() > 1000
+
+
 def test_no_graph_variant_builds_no_edges(priors: GenePriors) -> None:
     cfg = CGCConfig.small(use_graph=False, d_model=32, n_heads=4, d_ff=64)
     cells = _cells(priors, [300, 200])
