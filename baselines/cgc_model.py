@@ -165,6 +165,10 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
     official_text, official_vocab
         With the official weights: the release's ``embeding.pickle`` (required by the
         summary-embedding encoder) and ``vocab.json`` (default: card ``cgc_vocab``).
+    official_graphs
+        With the official weights: the release's ``bioFeature_embs`` folder; its
+        ``tf_tg_graph`` and ``chromo_graph`` give the TF and chromosome edges (default:
+        TRRUST / hg38 stand-ins, recorded in ``params.official_graph``).
     official_batch_size, official_warmup_steps, official_mask_ratio
         Annotation fine-tuning of the official weights: cells per optimiser step (official 32;
         ``batch_size``/``grad_accum``/``head_lr`` are the cgcbench-checkpoint recipe), linear
@@ -280,6 +284,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         device: str | None = None,
         official_text: str | None = None,
         official_vocab: str | None = None,
+        official_graphs: str | None = None,
         official_batch_size: int = 32,
         official_warmup_steps: int = 500,
         official_mask_ratio: float = 0.4,
@@ -330,6 +335,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             "device": device,
             "official_text": official_text,
             "official_vocab": official_vocab,
+            "official_graphs": official_graphs,
             "official_batch_size": int(official_batch_size),
             "official_warmup_steps": int(official_warmup_steps),
             "official_mask_ratio": float(official_mask_ratio),
@@ -383,7 +389,7 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             from benchmarks.data.fetch import sha256_file
 
             self._official = OfficialCGCRunner(path, self.s["official_text"], self.s["official_vocab"],
-                                               seed=self.seed)
+                                               seed=self.seed, graphs=self.s["official_graphs"])
             self._checkpoint_sha = sha256_file(path)
             self.params.update(self._official.params)
             self.params |= {"checkpoint_source": "user", "checkpoint_path": str(path),

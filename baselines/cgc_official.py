@@ -15,10 +15,13 @@ Inputs are prepared the way the official ``scData/process_downstream.py`` does:
 * ``<cls>`` output = the cell embedding; the gene summary embeddings come from the official
   ``embeding.pickle`` (``official_text=``).
 
-**One deviation, stated in every record** (``params.official_graph``): the official TF–target
-and chromosome graphs ship as DGL graph pickles, which cannot be read without unpickling
-arbitrary objects; the TF → target pairs (TRRUST, card ``trrust_human``) and genome positions
-(card ``gene_positions_hg38``) of cgcbench's own priors stand in for them.
+TF → target and chromosome edges come from the release's own graph files when
+``official_graphs=DIR`` names its ``bioFeature_embs`` folder (``tf_tg_graph``, ``chromo_graph``:
+DGL graph pickles read without DGL and without running code by :mod:`cgc.official_graphs`;
+edges among the cell's genes as the official ``data_util.sub_graph`` selects them, chromosome
+index ``dis + 51``). Without it — **a deviation stated in every record**
+(``params.official_graph``) — the TF → target pairs (TRRUST, card ``trrust_human``) and genome
+positions (card ``gene_positions_hg38``) of cgcbench's own priors stand in for them.
 """
 
 from __future__ import annotations
@@ -71,6 +74,41 @@ def _cgc_error(exc: Exception) -> InputError:
     return InputError(str(exc))
 
 
+def _read_official_graphs(folder: str) -> tuple[Any, Any]:
+    """``tf_tg_graph`` and ``chromo_graph`` of the release folder ``folder``."""
+    from cgc.errors import CGCError
+    from cgc.official_graphs import read_official_graph
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: official_graphs= must be the release's bioFeature_embs folder "
+                         "holding tf_tg_graph and chromo_graph")
+    try:
+        tf, ch = read_official_graph(root / "tf_tg_graph"), read_official_graph(root / "chromo_graph")
+    except CGCError as exc:
+        raise _cgc_error(exc) from exc
+    if "dis" not in ch.edata or ch.edata["dis"].ndim != 1:
+        raise InputError(f"{ch.path}: the chromosome graph has no 1-d edge attribute 'dis' (gene distance)")
+    if np.abs(ch.edata["dis"]).max(initial=0) > MAX_DIS:
+        raise InputError(f"{ch.path}: a chromosome distance beyond ±{MAX_DIS}; the model has "
+                         f"{2 * MAX_DIS + 1} position rows")
+    return tf, ch
+
+
+def _official_prior_edges(graphs: tuple[Any, Any], sym: list[str]) -> tuple[set[tuple[int, int]],
+                                                                             dict[tuple[int, int], int]]:
+    """Edges of the official graphs among the genes ``sym`` (positions), as ``sub_graph`` selects them."""
+    local = {s: k for k, s in enumerate(sym)}
+    uniq = list(local)
+    pos = np.array([local[s] for s in uniq], dtype=np.int64)
+    tf, ch = graphs
+    a, b, _ = tf.subgraph(uniq)
+    tftg = {(int(x), int(y)) for x, y in zip(pos[a], pos[b], strict=True)}
+    a, b, ed = ch.subgraph(uniq)
+    chromo = {(int(x), int(y)): int(d) for x, y, d in zip(pos[a], pos[b], ed["dis"], strict=True)}
+    return tftg, chromo
+
+
 class OfficialCGCRunner:
     """The official model plus its input pipeline.
 
@@ -84,10 +122,14 @@ class OfficialCGCRunner:
         The official ``vocab.json`` (default: card ``cgc_vocab``, the same file).
     seed
         Seed of the co-expression edge sampling.
+    graphs
+        The release's ``bioFeature_embs`` folder holding ``tf_tg_graph`` and ``chromo_graph``
+        (default: TRRUST / hg38 stand-ins, see the module docstring).
 
     """
 
-    def __init__(self, weights: Path, text: str | None, vocab: str | None, seed: int = 0) -> None:
+    def __init__(self, weights: Path, text: str | None, vocab: str | None, seed: int = 0,
+                 graphs: str | None = None) -> None:
         from cgc.errors import CGCError
         from cgc.official_weights import load_official, read_official_vocab, read_text_embeddings
 
@@ -126,8 +168,17 @@ class OfficialCGCRunner:
             "official_vocab": str(vocab_path),
             "official_text": str(text) if text else None,
             "official_graph": "TF-target: TRRUST (trrust_human); chromosome: gene_positions_hg38 "
-            "(the official DGL graph pickles are not unpickled); co-expression: |corr| > 0.6 of the data",
+            "(stand-ins: no official_graphs= given); co-expression: |corr| > 0.6 of the data",
         }
+        self.graphs = _read_official_graphs(graphs) if graphs else None
+        if self.graphs is not None:
+            tf, ch = self.graphs
+            self.params["official_graph"] = (
+                f"TF-target: official {tf.path} (sha256 {tf.sha256}, {tf.num_edges} edges); chromosome: "
+                f"official {ch.path} (sha256 {ch.sha256}, {ch.num_edges} edges); co-expression: "
+                "|corr| > 0.6 of the data"
+            )
+            self.params["official_graph_sha256"] = {"tf_tg_graph": tf.sha256, "chromo_graph": ch.sha256}
 
     # ------------------------------------------------------------------ inputs
     def preprocess(self, adata: ad.AnnData, genes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +241,8 @@ class OfficialCGCRunner:
 
         inv = {v: k for k, v in self.vocab.items()}
         sym = [inv[int(i)] for i in ids]
+        if self.graphs is not None:
+            return _official_prior_edges(self.graphs, sym)
         local = {s: k for k, s in enumerate(sym)}
         tf = read_trrust(resource_path("trrust_human"))
         tftg = {

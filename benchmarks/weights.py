@@ -76,9 +76,12 @@ RELEASES: tuple[Release, ...] = (
             "pretrain_weights/CGCompass_pretrain_weights.pt",
             "bioFeature_embs/vocab.json",
             "bioFeature_embs/embeding.pickle",
+            "bioFeature_embs/tf_tg_graph",
+            "bioFeature_embs/chromo_graph",
         ),
         {"bioFeature_embs/vocab.json": "54d24b85f6aa8862b596814fda8b27a9395183882bbfea8506272bc1c3f7b5d3"},
-        "--model-set cgc.checkpoint=FILE.pt --model-set cgc.official_text=embeding.pickle",
+        "--model-set cgc.checkpoint=FILE.pt --model-set cgc.official_text=embeding.pickle "
+        "--model-set cgc.official_graphs=bioFeature_embs",
     ),
 )
 
@@ -214,6 +217,21 @@ def _verify_cgc_file(path: Path) -> Verification:
     return out
 
 
+def _verify_cgc_graph(path: Path) -> Verification:
+    from cgc.errors import CGCError
+    from cgc.official_graphs import read_official_graph
+
+    try:
+        g = read_official_graph(path)
+    except CGCError as exc:
+        raise InputError(str(exc)) from exc
+    out = Verification(path, "CGCompass official prior graph (DGL graph pickle, read without DGL)",
+                       "CGCompass", {path.name: g.sha256})
+    attrs = ", ".join(f"edge attribute {k!r}" for k in g.edata) or "no edge attributes"
+    out.checks.append(f"{g.num_nodes:,} genes, {g.num_edges:,} edges ({g.dgl_state['format']}), {attrs}")
+    return out
+
+
 def _verify_cgc_dir(root: Path) -> Verification:
     from cgc.errors import CGCError
     from cgc.train.checkpoint import resolve_checkpoint, verify_checkpoint
@@ -272,6 +290,8 @@ def verify(path: str | Path) -> Verification:
             {p.name: sha},
             [f"{len(vocab)} tokens", _known(sha)],
         )
+    if p.name in ("tf_tg_graph", "chromo_graph"):
+        return _verify_cgc_graph(p)
     if p.suffix == ".safetensors":
         from benchmarks.weights_io import safetensors_names
 
