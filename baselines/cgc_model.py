@@ -342,6 +342,10 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
         }
         if not 0.0 <= settings["official_mask_ratio"] < 1.0:
             raise InputError(f"cgc: official_mask_ratio={official_mask_ratio!r}; use a fraction in [0, 1)")
+        if official_graphs is not None:  # fail before any work (read fully when the model loads)
+            from baselines.cgc_official import check_official_graphs_folder
+
+            check_official_graphs_folder(official_graphs)
         if settings["official_batch_size"] < 1 or settings["official_warmup_steps"] < 0:
             raise InputError("cgc: official_batch_size must be >= 1 and official_warmup_steps >= 0")
         if settings["gene_readout"] not in ("token", "text", "node"):

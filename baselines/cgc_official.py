@@ -74,15 +74,24 @@ def _cgc_error(exc: Exception) -> InputError:
     return InputError(str(exc))
 
 
+def check_official_graphs_folder(folder: str) -> Path:
+    """``folder`` (absolute) if it holds ``tf_tg_graph`` and ``chromo_graph``, else :class:`InputError`."""
+    root = Path(folder).expanduser().resolve()
+    missing = [n for n in ("tf_tg_graph", "chromo_graph") if not (root / n).is_file()]
+    if missing:
+        raise InputError(
+            f"{root}: official_graphs= must be the release's bioFeature_embs folder holding tf_tg_graph "
+            f"and chromo_graph ({', '.join(missing)} not found)"
+        )
+    return root
+
+
 def _read_official_graphs(folder: str) -> tuple[Any, Any]:
     """``tf_tg_graph`` and ``chromo_graph`` of the release folder ``folder``."""
     from cgc.errors import CGCError
     from cgc.official_graphs import read_official_graph
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"{root}: official_graphs= must be the release's bioFeature_embs folder "
-                         "holding tf_tg_graph and chromo_graph")
+    root = check_official_graphs_folder(folder)
     try:
         tf, ch = read_official_graph(root / "tf_tg_graph"), read_official_graph(root / "chromo_graph")
     except CGCError as exc:
