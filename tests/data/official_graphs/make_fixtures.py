@@ -105,6 +105,32 @@ def sub_graph(tf_s, tf_s_inv, g_tftg, tf_gene_set, data_gene, gene_series, retur
     return tftg_idx, tf_edge.edata["dis"]
 
 
+def save_states_v1_variant(src_path: Path, dst_path: Path) -> None:
+    """Re-pickle a COO graph with ``HeteroPickleStates`` version 1, as DGL 0.5–0.8.0 wrote it.
+
+    Version 1 ``meta`` lacks the ``is_pinned`` byte that DGL 0.8.1 added (src/graph/pickle.cc,
+    commit adb3a7c); for one COO edge type it is the 7th byte from the end (then the int32
+    format code and the two sorted flags). DGL still reads version 1 (``HeteroUnpickle``).
+    """
+    from dgl.heterograph_index import HeteroPickleStates
+
+    with open(src_path, "rb") as f:
+        g, s, s_inv, genes = pickle.load(f)
+    original = HeteroPickleStates.__getstate__
+
+    def v1(self):  # noqa: ANN001, ANN202
+        version, meta, arrays = original(self)
+        assert version == 2 and len(arrays) == 2 and meta[-7] == 0
+        return 1, meta[:-7] + meta[-6:], arrays
+
+    HeteroPickleStates.__getstate__ = v1
+    try:
+        with open(dst_path, "wb") as f:
+            pickle.dump((g, s, s_inv, genes), f)
+    finally:
+        HeteroPickleStates.__getstate__ = original
+
+
 def expected(path: Path) -> dict:
     """What DGL and pandas read from ``path`` (our own file: the stock unpickler is fine here)."""
     with open(path, "rb") as f:
@@ -148,7 +174,8 @@ def main() -> None:
     save_graph(tftg, str(out / "tf_tg_graph"))
     save_chromo_graph(chromo, str(out / "chromo_graph"))
     save_csr_variant(out / "tf_tg_graph", out / "tf_tg_graph_csr")
-    for name in ("tf_tg_graph", "chromo_graph", "tf_tg_graph_csr"):
+    save_states_v1_variant(out / "chromo_graph", out / "chromo_graph_v1")
+    for name in ("tf_tg_graph", "chromo_graph", "tf_tg_graph_csr", "chromo_graph_v1"):
         (out / f"{name}.expected.json").write_text(json.dumps(expected(out / name)) + "\n")
 
 
