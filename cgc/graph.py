@@ -183,9 +183,10 @@ class CellGraphBuilder:
             counts = np.bincount(rows[keep], minlength=n)
             indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
             indices = np.asarray(self._indices)[keep].astype(np.int64)
-            self._stored_src = counts > 0  # genes with a stored edge out / in
-            self._stored_dst = np.zeros(n, dtype=bool)
-            self._stored_dst[indices] = True
+            self._stored_rows = rows[keep].astype(np.int64)  # stored edges' sources
+            self._stored_src = counts > 0  # genes with a stored edge out / with any
+            self._stored_gene = self._stored_src.copy()
+            self._stored_gene[indices] = True
             self._genome_bits = int(keys.max() + window).bit_length() if keys is not None else 0
             self._batch_index = (indptr, indices, np.flatnonzero(keep), keys, window)
         return self._batch_index
@@ -335,34 +336,13 @@ class CellGraphBuilder:
             other edge is a position edge only (flags ``FLAG_POS``, correlation 0).
 
         """
-        indptr, indices, stored_eid, keys, window = self._batch_tables()
+        keys, window = self._batch_tables()[3:]
         pw = self.config.pos_window
         if not len(genes):
             e = np.zeros(0, np.int64)
             return e, e, self._flags[:0], self._corr[:0]
-        nb, vb = lay.node_bits, lay.vocab_bits
-        # stored edges: CSR rows of the genes that have any; a target is kept when its cell
-        # holds it (a bit set of cells per gene filters, a sort of (cell, gene) locates it)
-        sel = np.flatnonzero(self._stored_src[genes])
-        starts = indptr[genes[sel]]
-        lens = indptr[genes[sel] + 1] - starts
-        src_i = np.repeat(sel, lens)
-        eidx = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-        tgt = indices[eidx]
-        mem = np.flatnonzero(self._stored_dst[genes])
-        cm = cell_of[mem]
-        bits = np.zeros(self.priors.n_genes, dtype=np.uint64)  # runs have <= 64 cells
-        np.bitwise_or.at(bits, genes[mem], np.left_shift(np.uint64(1), cm.astype(np.uint64)))
-        hit = np.flatnonzero((bits[tgt] >> cell_of[src_i].astype(np.uint64)) & np.uint64(1))
-        src_i, eidx, tgt = src_i[hit], eidx[hit], tgt[hit]
-        mk = np.sort((((cm << vb) | genes[mem]) << nb) | gnode[mem])
-        q = ((cell_of[src_i] << vb) | tgt) << nb
-        at = np.minimum(np.searchsorted(mk, q), max(len(mk) - 1, 0))
-        found = (mk[at] >> nb) == (q >> nb) if len(mk) else np.zeros(len(q), bool)
-        eid = stored_eid[eidx[found]]
-        s_flags, s_corr = self._flags[eid], self._corr[eid]
-        s_key = lay.pack(gnode[src_i[found]], tgt[found], self._pos[eid] + pw,
-                         mk[at[found]] & lay.node_mask)
+        nb = lay.node_bits
+        s_flags, s_corr, s_key = self._stored_edges(genes, cell_of, gnode, lay)
         if keys is None:
             out = np.sort(s_key)
         else:
@@ -385,6 +365,53 @@ class CellGraphBuilder:
         s_at = np.searchsorted(out, s_key)
         o = np.argsort(s_at)
         return out, s_at[o], s_flags[o], s_corr[o]
+
+    def _stored_edges(self, genes: np.ndarray, cell_of: np.ndarray, gnode: np.ndarray,
+                      lay: EdgeKeyLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored edges (TF, co-expression) with both ends in one cell of a run (<= 64 cells).
+
+        Every gene gets the bit set of the run's cells holding it; a stored edge is in cell
+        ``c`` when bit ``c`` is set at both ends. With few stored edges (TF and co-expression
+        only) all of them are tested at once; otherwise (position edges stored too) the CSR
+        rows of the run's genes are read. A sort of (cell, gene) gives the nodes.
+
+        Returns
+        -------
+        flags, corr, keys : numpy.ndarray
+            Type flags, correlation and edge key of each edge, in no particular order.
+
+        """
+        indptr, indices, stored_eid = self._batch_tables()[:3]
+        nb, vb = lay.node_bits, lay.vocab_bits
+        mem = np.flatnonzero(self._stored_gene[genes])
+        cm = cell_of[mem]
+        bits = np.zeros(self.priors.n_genes, dtype=np.uint64)
+        np.bitwise_or.at(bits, genes[mem], np.left_shift(np.uint64(1), cm.astype(np.uint64)))
+        if len(stored_eid) <= 4 * len(genes):  # test every stored edge
+            both = bits[self._stored_rows] & bits[indices]
+            e = np.flatnonzero(both)
+            hits = np.flatnonzero(np.unpackbits(both[e].astype("<u8").view(np.uint8),
+                                                bitorder="little"))  # 64 bits per edge
+            c = hits & 63
+            e = e[hits >> 6]
+            src_v, dst_v = self._stored_rows[e], indices[e]
+        else:  # read the CSR rows of the run's genes
+            sel = np.flatnonzero(self._stored_src[genes])
+            starts = indptr[genes[sel]]
+            lens = indptr[genes[sel] + 1] - starts
+            src_i = np.repeat(sel, lens)
+            e = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+            dst_v = indices[e]
+            c = cell_of[src_i]
+            hit = np.flatnonzero((bits[dst_v] >> c.astype(np.uint64)) & np.uint64(1))
+            e, c, dst_v, src_v = e[hit], c[hit], dst_v[hit], genes[src_i[hit]]
+        mk = np.sort((((cm << vb) | genes[mem]) << nb) | gnode[mem])
+        c = c.astype(np.int64) << vb
+        src = mk[np.searchsorted(mk, (c | src_v) << nb)] & lay.node_mask
+        dst = mk[np.searchsorted(mk, (c | dst_v) << nb)] & lay.node_mask
+        eid = stored_eid[e]
+        return (self._flags[eid], self._corr[eid],
+                lay.pack(src, dst_v, self._pos[eid] + self.config.pos_window, dst))
 
     def _apply_budget(self, keys: np.ndarray, s_at: np.ndarray, s_flags: np.ndarray,
                       s_corr: np.ndarray, bounds: np.ndarray, n: np.ndarray,
@@ -449,9 +476,9 @@ class CellGraphBuilder:
         return [*out, (c0, len(n))]
 
     def _emit_cells(self, keys: np.ndarray, lay: EdgeKeyLayout, base: int, bounds: list[int],
-                    eptr: list[int], node_ptr: list[int], ei: np.ndarray, epos: np.ndarray
-                    ) -> None:
-        """Write a run of cells' edges into the batch's ``edge_index`` and ``edge_pos``.
+                    eptr: list[int], node_ptr: list[int], ei: np.ndarray, epos: np.ndarray,
+                    kind: np.ndarray) -> None:
+        """Write a run of cells' edges into the batch's ``edge_index``, ``edge_pos``, ``edge_kind``.
 
         Cell ``c`` (``c``-th of the run) gets its gene edges ``keys[bounds[c]:bounds[c+1]]``
         decoded at ``eptr[c]``, then its gene→cell and cell→gene edges.
@@ -478,6 +505,9 @@ class CellGraphBuilder:
             src_all[end:end + n] = cell
             dst_all[end:end + n] = g
             epos[mid:end + n] = pw
+            kind[o:mid] = EDGE_GENE
+            kind[mid:end] = EDGE_TO_CELL
+            kind[end:end + n] = EDGE_FROM_CELL
 
     def build_batch(self, cells: Sequence[CellInput], seeds: Sequence[Seed] | None = None
                     ) -> Batch:
@@ -540,9 +570,7 @@ class CellGraphBuilder:
             epos = np.empty(n_edges, dtype=np.int64)
             tftg = np.zeros(n_edges, dtype=np.int64)
             ecorr = np.zeros(n_edges, dtype=np.float32)
-            kind = np.repeat(np.tile(np.array([EDGE_GENE, EDGE_TO_CELL, EDGE_FROM_CELL],
-                                              dtype=np.int64), n_cells),
-                             np.stack([m, n, n], axis=1).ravel())
+            kind = np.empty(n_edges, dtype=np.int64)
             for c0, c1, base, lay, keys, s_at, s_flags, s_corr, bounds in parts:
                 # gene edge i of cell c goes to eptr[c] + i - bounds[c]
                 s_cell = np.searchsorted(bounds, s_at, side="right") - 1
@@ -550,7 +578,7 @@ class CellGraphBuilder:
                 tftg[s_out] = (s_flags & FLAG_TFTG) != 0
                 ecorr[s_out] = s_corr
                 self._emit_cells(keys, lay, base, bounds.tolist(), eptr[c0:c1 + 1].tolist(),
-                                 node_ptr[c0:c1 + 1].tolist(), ei, epos)
+                                 node_ptr[c0:c1 + 1].tolist(), ei, epos, kind)
         else:
             eptr = np.zeros(n_cells + 1, dtype=np.int64)
             ei = np.zeros((2, 0), dtype=np.int64)
