@@ -346,6 +346,10 @@ class CGCAdapter(ModelAdapter, GeneEmbeddingMixin, CellEmbeddingMixin, Annotatio
             from baselines.cgc_official import check_official_graphs_folder
 
             check_official_graphs_folder(official_graphs)
+        if checkpoint not in (None, ""):  # a path that does not exist fails here, before any work
+            from baselines.gene_ids import checkpoint_setting
+
+            checkpoint_setting(checkpoint, CHECKPOINT_ENV)
         if settings["official_batch_size"] < 1 or settings["official_warmup_steps"] < 0:
             raise InputError("cgc: official_batch_size must be >= 1 and official_warmup_steps >= 0")
         if settings["gene_readout"] not in ("token", "text", "node"):

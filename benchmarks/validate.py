@@ -138,7 +138,42 @@ def validate_request(req: RunRequest) -> RunRequest:
                 "set options only for models you run"
             )
         params[model] = check_model_params(model, model_class(model), values)
+    check_model_settings(req.models, params, seeds[0] if seeds else 0, req.quick)
     return replace(req, seeds=seeds, timeout_per_run=timeout, suite_options=options, model_params=params)
+
+
+def check_model_settings(models: list[str], params: dict[str, dict[str, Any]], seed: int,
+                         quick: bool) -> None:
+    """Build every model given ``--model-set`` values once, so that their values are checked.
+
+    Types are checked by :func:`benchmarks.options.check_model_params`; what only the adapter
+    knows (a checkpoint path that does not exist, a folder without the release's files, an
+    invalid list of edge types) is checked by its constructor, which does no work beyond that.
+    Doing it here makes such a value an input error before any data is read or anything is
+    written, instead of a failed row for every cell of the matrix.
+
+    Raises
+    ------
+    InputError
+        A value the adapter refuses, named with its ``--model-set`` flag.
+
+    """
+    from benchmarks.registry import build_model, parse_model
+
+    for name in models:
+        spec = parse_model(name)
+        values = params.get(spec.name)
+        if not values:
+            continue
+        try:
+            build_model(spec, seed=seed, quick=quick, **values)
+        except InputError as exc:
+            keys = ", ".join(f"{spec.name}.{k}" for k in values)
+            raise InputError(f"--model-set {keys}: {exc}") from exc
+        except (ValueError, TypeError, OSError) as exc:
+            keys = ", ".join(f"{spec.name}.{k}={v}" for k, v in values.items())
+            raise InputError(f"--model-set {keys}: model {spec.label} refuses these settings "
+                             f"({type(exc).__name__}: {exc})") from exc
 
 
 # -- data sets -------------------------------------------------------------------------------

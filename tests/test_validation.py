@@ -62,6 +62,18 @@ def _run(tmp_path: Path, user: Path, extra: list[str], models: str = "majority")
             "no parameter 'k'; valid: (it takes none)",
         ),
         (["--model-set", "scvi.n_latent=3"], "majority", "scvi is not among --models"),
+        # values only the adapter can judge: refused up front, not as a failed row per cell
+        (
+            ["--model-set", "cgc.checkpoint=/nonexistent/ckpt.pt"],
+            "cgc",
+            "--model-set cgc.checkpoint: checkpoint= names /nonexistent/ckpt.pt, which does not exist",
+        ),
+        (
+            ["--model-set", "cgc.official_graphs=/nonexistent/bioFeature_embs"],
+            "cgc",
+            "--model-set cgc.official_graphs:",
+        ),
+        (["--model-set", "cgc.edge_types=tftg,bogus"], "cgc", "--model-set cgc.edge_types:"),
         (["--timeout-per-run", "0"], "majority", "--timeout-per-run 0.0: must be a positive number"),
         (["--timeout-per-run", "-5"], "majority", "must be a positive number of seconds"),
         (["--tracking-uri", "file:///tmp/mlruns"], "majority", "MLflow ≥ 3.17 no longer accepts file stores"),
