@@ -13,9 +13,12 @@ other types too).
 :class:`~torch_geometric.data.Batch` directly, identical to collating :meth:`build`'s graphs
 (same edges, same order, same seeded budget). It does not read the position edges from the
 CSR (99.7% of the prior edges): genes get their genome rank back from the stored offsets and a
-cell's position edges are the pairs of its genes fewer than ``window`` ranks apart, found by a
-binary search over the batch's genes sorted by rank. Only TF and co-expression edges are read
-from the CSR. With ``use_graph=False`` no edges are built.
+cell's position edges are the pairs of its genes fewer than ``window`` ranks apart, found by
+stepping through the batch's genes sorted by (cell, rank). TF and co-expression edges come
+from storage, tested against per-gene bit sets of the cells holding each gene. Every gene–gene
+edge is one ``int64`` key (:mod:`cgc.graph_batch`); one sort puts them in :meth:`build`'s order
+and the batch's edge fields are decoded from the keys, cell by cell, in place. With
+``use_graph=False`` no edges are built.
 """
 
 from __future__ import annotations
@@ -437,18 +440,22 @@ class CellGraphBuilder:
         ob = np.searchsorted(opt, bounds)
         n_opt = np.diff(ob)
         room = np.maximum(0, budget - 2 * n - (m - n_opt))
-        drops = []
-        for c in over[room[over] < n_opt[over]]:
+        cut = np.zeros(len(n), dtype=bool)
+        cut[over[room[over] < n_opt[over]]] = True
+        gen = np.array([isinstance(x, np.random.Generator) for x in seeds], dtype=bool)
+        # no room and a fresh seed: every optional edge goes, no draw needed (a Generator
+        # passed in still makes its draw of size 0, as build does)
+        drop_all = cut & (room == 0) & ~gen
+        drops = [opt[drop_all[np.searchsorted(bounds, opt, side="right") - 1]]]
+        for c in np.flatnonzero(cut & ~drop_all):
             optional = opt[ob[c]: ob[c + 1]] - bounds[c]
-            if room[c] or isinstance(seeds[c], np.random.Generator):
-                chosen = as_rng(seeds[c]).choice(optional, size=int(room[c]), replace=False)
-                k = np.ones(len(optional), dtype=bool)
-                k[np.searchsorted(optional, chosen)] = False
-                optional = optional[k]
-            drops.append(optional + bounds[c])
-        if not drops:
-            return keys, s_at, s_flags, s_corr, bounds
+            chosen = as_rng(seeds[c]).choice(optional, size=int(room[c]), replace=False)
+            k = np.ones(len(optional), dtype=bool)
+            k[np.searchsorted(optional, chosen)] = False
+            drops.append(optional[k] + bounds[c])
         drop = np.sort(np.concatenate(drops))
+        if not len(drop):
+            return keys, s_at, s_flags, s_corr, bounds
         keep = np.ones(len(keys), dtype=bool)
         keep[drop] = False
         ks = keep[s_at]

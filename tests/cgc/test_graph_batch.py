@@ -10,7 +10,7 @@ from torch_geometric.data import Batch
 from cgc import CellGraphBuilder, CGCConfig, CGCModel, GenePriors
 from cgc.cells import cell_batch, cell_example
 from cgc.graph import CellInput, genome_keys
-from cgc.priors.bundle import FLAG_POS
+from cgc.priors.bundle import FLAG_COEXPR, FLAG_POS
 from cgc.train.corpus import CorpusReader
 from cgc.train.data import GraphCollator, InputView, PretrainStream
 
@@ -78,8 +78,22 @@ def test_build_batch_in_runs_equals_collated_builds(priors: GenePriors, monkeypa
     import cgc.graph as graph
     import cgc.graph_batch as graph_batch
 
-    cfg = CGCConfig.small(edge_budget=2.5, edge_budget_types=("tftg", "coexpr", "pos"))
+    if split == "cells":  # co-expression-only budget with integer seeds: cells without room
+        cfg = CGCConfig.small(edge_budget=1.5)  # drop all their optional edges, without a draw
+        seeds: list = list(range(7))
+    else:
+        cfg = CGCConfig.small(edge_budget=2.5, edge_budget_types=("tftg", "coexpr", "pos"))
+        seeds = [np.random.default_rng([3, i]) for i in range(7)]
     cells = _cells(priors, [1200, 3, 600, 0, 1, 250, 1200], seed=4)
+    # the large cells hold both ends of co-expression-only edges (the budget's optional edges)
+    a = priors.arrays
+    co = np.flatnonzero(np.asarray(a["flags"]) == FLAG_COEXPR)
+    rows = np.repeat(np.arange(priors.n_genes), np.diff(np.asarray(a["indptr"])))[co]
+    ends = np.unique(np.concatenate([rows, np.asarray(a["indices"])[co]]))[:400]
+    for i in (0, 6):
+        rest = np.setdiff1d(cells[i].genes, ends)[: 1200 - len(ends)]
+        cells[i] = cells[i]._replace(genes=np.random.default_rng(i).permutation(
+            np.concatenate([ends, rest])))
     b = CellGraphBuilder(priors, cfg)
     runs: list[list[tuple[int, int]]] = []
     chunks = b._chunks
@@ -89,11 +103,15 @@ def test_build_batch_in_runs_equals_collated_builds(priors: GenePriors, monkeypa
     else:  # the whole batch (3,261 nodes) needs 12-bit node ids, one 1,200-gene cell 11
         lay = graph_batch.EdgeKeyLayout.for_batch(1201, priors.n_genes, cfg.pos_window)
         monkeypatch.setattr(graph_batch, "KEY_BITS", 2 * 11 + lay.vocab_bits + lay.pos_bits)
-    ref = b.collate([b.build(*c, seed=np.random.default_rng([3, i])) for i, c in enumerate(cells)])
-    new = b.build_batch(cells, [np.random.default_rng([3, i]) for i in range(len(cells))])
+    ref = b.collate([b.build(*c, seed=s) for c, s in zip(cells, seeds, strict=True)])
+    if split != "cells":
+        seeds = [np.random.default_rng([3, i]) for i in range(7)]  # fresh, as build used theirs
+    new = b.build_batch(cells, seeds)
     _assert_same_batch(ref, new)
     assert len(runs[-1]) == (4 if split == "cells" else 2)
     assert (new.edge_kind == 0).sum() > 1000
+    unbudgeted = CellGraphBuilder(priors, cfg.replace(edge_budget=1e9)).build_batch(cells)
+    assert new.num_edges < unbudgeted.num_edges  # the budget bit
 
 
 def test_no_graph_variant_builds_no_edges(priors: GenePriors) -> None:
