@@ -34,13 +34,26 @@ def per_unique(fn: Callable[[Tensor], Tensor], keys: Tensor, rows: Tensor | None
         ``fn(rows)`` for every row, ``[N, ...]``.
 
     """
+    first, inverse = distinct_rows(keys)
+    return fn((keys if rows is None else rows).index_select(0, first)).index_select(0, inverse)
+
+
+def distinct_rows(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Index of the first row holding each distinct key, and each row's distinct key.
+
+    Returns
+    -------
+    first : torch.Tensor
+        ``[U]`` row of the first occurrence of every distinct key (keys in sorted order).
+    inverse : torch.Tensor
+        ``[N]`` position in ``first`` of every row's key: ``keys[first][inverse] == keys``.
+
+    """
     uniq, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    if rows is None:
-        return fn(uniq).index_select(0, inverse)
     n = keys.numel()
     first = torch.full((uniq.numel(),), n, dtype=torch.long, device=keys.device)
     first.scatter_reduce_(0, inverse, torch.arange(n, device=keys.device), reduce="amin")
-    return fn(rows.index_select(0, first)).index_select(0, inverse)
+    return first, inverse
 
 
 class MLP3(nn.Sequential):
@@ -225,10 +238,7 @@ class EdgeEncoder(nn.Module):
         _, corr_code = torch.unique(corr, sorted=True, return_inverse=True)
         n_pos = 2 * self.pos_window + 1
         key = ((corr_code * 3 + kind.long()) * 2 + tftg.long()) * n_pos + pos.long()
-        uniq, index = torch.unique(key, sorted=True, return_inverse=True)
-        n = key.numel()
-        first = torch.full((uniq.numel(),), n, dtype=torch.long, device=key.device)
-        first.scatter_reduce_(0, index, torch.arange(n, device=key.device), reduce="amin")
+        first, index = distinct_rows(key)
         return self._encode(tftg[first], corr[first], pos[first], kind[first]), index
 
     def _encode(self, tftg: Tensor, corr: Tensor, pos: Tensor, kind: Tensor) -> Tensor:
