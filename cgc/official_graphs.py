@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from cgc.errors import InputFileError
+from cgc.pickled_data import SERIES_GLOBALS, numpy_global
 
 __all__ = ["OfficialGraph", "read_official_graph", "ALLOWED_GLOBALS"]
 
@@ -128,11 +129,6 @@ class _Refused(Exception):
     """A global or a call outside the allow-list (turned into an InputFileError with the path)."""
 
 
-def _numpy(name: str) -> Any:
-    core = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]  # numpy 2 renamed numpy.core
-    return getattr(core.multiarray, name)
-
-
 def _resolve(module: str, name: str) -> Any:
     import pandas as pd
     import torch
@@ -151,12 +147,6 @@ def _resolve(module: str, name: str) -> Any:
         ("collections", "OrderedDict"): OrderedDict,
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("torch.storage", "_load_from_bytes"): _load_from_bytes,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): _numpy("_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"): _numpy("_reconstruct"),
-        ("numpy.core.multiarray", "scalar"): _numpy("scalar"),
-        ("numpy._core.multiarray", "scalar"): _numpy("scalar"),
         ("pandas.core.series", "Series"): pd.Series,
         ("pandas.core.indexes.base", "Index"): pd.Index,
         ("pandas.core.indexes.numeric", "Int64Index"): pd.Index,  # pandas < 2
@@ -164,6 +154,8 @@ def _resolve(module: str, name: str) -> Any:
     }
     if (module, name) in dgl:
         return dgl[(module, name)]
+    if module.startswith("numpy"):
+        return numpy_global(module, name)
     pandas_internal = {
         ("pandas.core.indexes.base", "_new_Index"),
         ("pandas.core.internals.managers", "SingleBlockManager"),
@@ -178,37 +170,19 @@ def _resolve(module: str, name: str) -> Any:
     raise _Refused(f"{module}.{name}")
 
 
-ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("dgl.heterograph", "DGLGraph"),
-        ("dgl.heterograph_index", "HeteroGraphIndex"),
-        ("dgl.heterograph_index", "HeteroPickleStates"),
-        ("dgl._ffi.object", "_new_object"),
-        ("dgl.frame", "Frame"),
-        ("dgl.frame", "Column"),
-        ("dgl.frame", "Scheme"),
-        ("builtins", "getattr"),
-        ("builtins", "bytearray"),
-        ("builtins", "slice"),
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch.storage", "_load_from_bytes"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("pandas.core.series", "Series"),
-        ("pandas.core.indexes.base", "Index"),
-        ("pandas.core.indexes.base", "_new_Index"),
-        ("pandas.core.indexes.numeric", "Int64Index"),
-        ("pandas.core.indexes.range", "RangeIndex"),
-        ("pandas.core.internals.managers", "SingleBlockManager"),
-        ("pandas.core.internals.blocks", "new_block"),
-        ("pandas._libs.internals", "_unpickle_block"),
-    }
-)
+ALLOWED_GLOBALS: frozenset[tuple[str, str]] = SERIES_GLOBALS | {
+    ("dgl.heterograph", "DGLGraph"),
+    ("dgl.heterograph_index", "HeteroGraphIndex"),
+    ("dgl.heterograph_index", "HeteroPickleStates"),
+    ("dgl._ffi.object", "_new_object"),
+    ("dgl.frame", "Frame"),
+    ("dgl.frame", "Column"),
+    ("dgl.frame", "Scheme"),
+    ("builtins", "getattr"),
+    ("builtins", "bytearray"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch.storage", "_load_from_bytes"),
+}
 """``(module, name)`` pairs an official graph pickle may reference; nothing else is resolved."""
 
 

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from cgc.errors import CheckpointError, InputFileError
 from cgc.nn.official import OfficialCGC, OfficialConfig
+from cgc.pickled_data import SERIES_GLOBALS, numpy_global
 
 RELEASE_NHEAD = 8
 """Attention heads of the released model (``--nhead 8`` in the official scripts)."""
@@ -419,30 +420,12 @@ def read_official_vocab(path: str | Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in data.items()}
 
 
-_PANDAS_GLOBALS = frozenset(
-    {
-        ("pandas.core.series", "Series"),
-        ("pandas.core.indexes.base", "_new_Index"),
-        ("pandas.core.indexes.base", "Index"),
-        ("pandas.core.indexes.numeric", "Int64Index"),
-        ("pandas.core.indexes.range", "RangeIndex"),
-        ("pandas.core.internals.managers", "SingleBlockManager"),
-        ("pandas.core.internals.blocks", "new_block"),
-        ("pandas._libs.internals", "_unpickle_block"),
-        ("pandas.core.internals.managers", "BlockManager"),
-        ("builtins", "slice"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),
-        ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),
-        ("collections", "OrderedDict"),
-    }
-)
+_PANDAS_GLOBALS = SERIES_GLOBALS | {
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
 """Globals ``embeding.pickle`` (a pandas Series of NumPy arrays) may name; nothing else."""
 
 
@@ -458,11 +441,7 @@ class _PandasUnpickler(pickle.Unpickler):
                 "must hold only a pandas Series of NumPy arrays (the official embeding.pickle)"
             )
         if module.startswith("numpy"):
-            core = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]
-            sub = module.split(".")[-1]
-            if module == "numpy":
-                return getattr(np, name)
-            return getattr(getattr(core, sub), name)
+            return numpy_global(module, name)
         if module == "pandas.core.indexes.numeric":  # pandas 2 dropped Int64Index
             import pandas as pd
 
