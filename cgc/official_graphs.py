@@ -31,7 +31,6 @@ Any other global (``os.system``, ``builtins.eval``, another DGL function …) is
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import struct
@@ -45,6 +44,7 @@ import numpy as np
 
 from cgc.errors import InputFileError
 from cgc.pickled_data import SERIES_GLOBALS, numpy_global
+from cgc.utils import sha256_file
 
 __all__ = ["OfficialGraph", "read_official_graph", "ALLOWED_GLOBALS"]
 
@@ -408,14 +408,6 @@ def _frame_columns(frames: Any, where: str, what: str) -> tuple[int | None, dict
     return (int(rows) if rows is not None else None), out
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_official_graph(path: str | Path) -> OfficialGraph:
     """Read ``tf_tg_graph`` or ``chromo_graph`` of the official release, without running code.
 
@@ -514,7 +506,7 @@ def _assemble(obj: Any, f: Path) -> OfficialGraph:
     node_genes = np.array([node_to_gene[i] for i in range(n)], dtype=object)
     return OfficialGraph(
         path=f,
-        sha256=_file_sha256(f),
+        sha256=sha256_file(f),
         num_nodes=n,
         src=src,
         dst=dst,
